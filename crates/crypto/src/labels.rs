@@ -1,0 +1,10 @@
+//! Every domain-separation label used by daas, in one place so that no two uses collide.
+pub const SAFE_COMMIT_V1: &[u8] = b"daas safe commit v1";
+pub const SAFE_AAD_V1: &[u8] = b"daas safe aad v1";
+pub const STORAGE_SEAL_V1: &[u8] = b"daas storage seal v1";
+pub const STORAGE_AAD_V1: &[u8] = b"daas storage aad v1";
+pub const STORAGE_LOOKUP_V1: &[u8] = b"daas storage lookup v1";
+pub const STORAGE_KEY_CHECK_V1: &[u8] = b"daas storage key check v1";
+pub const AUDIT_CHAIN_V1: &[u8] = b"daas audit chain v1";
+pub const AUDIT_VALUE_V1: &[u8] = b"daas audit value v1";
+pub const TOKEN_HASH_V1: &[u8] = b"daas token hash v1";

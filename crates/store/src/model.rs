@@ -1,0 +1,99 @@
+//! Records passed to and from the store. Secret fields are `Key256` (zeroized, redacted).
+use daas_crypto::{Key256, ObjectId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectMode {
+    /// The server encrypted (saw the plaintext briefly).
+    Server,
+    /// The client encrypted locally and deposited `t2`; the server never saw plaintext or `k`.
+    Client,
+}
+
+/// A split-key object as stored: the server's share and the key commitment, sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub id: ObjectId,
+    /// Principal that created it (e.g. `admin`, `app:<id>`); bound into the envelope AAD.
+    pub owner: String,
+    /// Bound into the envelope AAD ("" when unused).
+    pub audience: String,
+    pub key_version: u32,
+    /// Envelope suite byte (1 = AES-256-GCM, 2 = XChaCha20-Poly1305).
+    pub suite: u8,
+    pub mode: ObjectMode,
+    /// `t2` — sealed at rest.
+    pub server_share: Key256,
+    /// `HMAC(k, "daas safe commit v1" ‖ id)` — sealed at rest.
+    pub commitment: [u8; 32],
+    /// Principals allowed to decrypt / fetch the share. Sealed at rest.
+    pub access: Vec<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A stored secret: the ciphertext envelope text plus its object (server share).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    pub name: String,
+    pub version: u64,
+    /// `daas:v1:...` envelope text — sealed at rest.
+    pub ciphertext: String,
+    pub object: ObjectRecord,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSummary {
+    pub name: String,
+    pub version: u64,
+    pub owner: String,
+    pub updated_at: i64,
+}
+
+/// Application API credentials. The token itself is never stored, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// `app_<hex>`; the principal is `app:<name>`.
+    pub id: String,
+    pub name: String,
+    /// `StorageKeys::lookup("app-token", secret)` — compared in constant time by the server.
+    pub token_hash: String,
+    pub created_at: i64,
+}
+
+/// What the caller wants audited. The store adds seq, time and chain MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Principal, or `anonymous`.
+    pub actor: String,
+    /// e.g. `safe.encrypt`, `secret.get`, `auth.failure`.
+    pub action: String,
+    /// Object id, salted HMAC of a secret name, app name ... never a secret value.
+    pub target: String,
+    /// `ok`, `denied`, `not_found`, `invalid`, `error`.
+    pub outcome: String,
+    /// Free-form precise detail for operators (never secret bytes).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub time: i64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// hex of the chain MAC.
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub entries: u64,
+    /// hex of the last MAC (the chain head) when non-empty.
+    pub head: Option<String>,
+    /// Sequence number of the first entry whose link does not verify (or that is missing).
+    pub first_broken: Option<u64>,
+}
