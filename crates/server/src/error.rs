@@ -1,0 +1,136 @@
+//! The HTTP error model: `{"error": {"code", "message"}}` with the right status.
+//! Messages are fixed, lowercase sentences; internal details go to the log, never to the client.
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use daas_crypto::CryptoError;
+use daas_store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    Malformed(String),
+    InvalidCiphertext,
+    UnsupportedVersion,
+    InvalidShare,
+    DecryptionFailed,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unavailable,
+    Sealed,
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_)
+            | Self::InvalidCiphertext
+            | Self::UnsupportedVersion
+            | Self::InvalidShare
+            | Self::DecryptionFailed => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable | Self::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed_request",
+            Self::InvalidCiphertext => "invalid_ciphertext",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidShare => "invalid_share",
+            Self::DecryptionFailed => "decryption_failed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable => "unavailable",
+            Self::Sealed => "sealed",
+            Self::Internal => "internal",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::Malformed(why) => format!("malformed request: {why}"),
+            Self::InvalidCiphertext => "the ciphertext is not a valid daas:v1 envelope".into(),
+            Self::UnsupportedVersion => "unsupported envelope or share version".into(),
+            Self::InvalidShare => "the share is invalid or belongs to another object".into(),
+            Self::DecryptionFailed => "the ciphertext and share do not decrypt together".into(),
+            Self::Unauthenticated => "missing or invalid credentials".into(),
+            Self::Forbidden => "the caller is not allowed to do this".into(),
+            Self::NotFound => "not found".into(),
+            Self::MethodNotAllowed => "method not allowed".into(),
+            Self::Conflict => "already exists".into(),
+            Self::PayloadTooLarge => "request body too large".into(),
+            Self::UnsupportedMediaType => {
+                "expected a json body (content-type: application/json)".into()
+            }
+            Self::Unavailable => {
+                "the service is temporarily unavailable; nothing was changed".into()
+            }
+            Self::Sealed => "the server is sealed; unseal it with daas operator unseal".into(),
+            Self::Internal => "internal error".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict => Self::Conflict,
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = %source, "storage unavailable");
+                Self::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                Self::Internal
+            }
+        }
+    }
+}
+
+/// Map parse failures of untrusted envelope text.
+pub fn envelope_error(e: CryptoError) -> ApiError {
+    match e {
+        CryptoError::UnsupportedFormat(_) => ApiError::UnsupportedVersion,
+        _ => ApiError::InvalidCiphertext,
+    }
+}
+
+/// Map parse failures of untrusted share text.
+pub fn share_error(e: CryptoError) -> ApiError {
+    match e {
+        CryptoError::UnsupportedFormat(_) => ApiError::UnsupportedVersion,
+        _ => ApiError::InvalidShare,
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "internal error");
+    ApiError::Internal
+}

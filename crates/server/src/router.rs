@@ -1,0 +1,67 @@
+//! The HTTP surface: one router, JSON errors for every failure, no secret in any log line.
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{apps, audit, safe, secrets, sys};
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.0.max_body_bytes;
+    Router::new()
+        .route("/v1/sys/health", get(sys::health))
+        .route("/v1/openapi.json", get(sys::openapi))
+        .route("/v1/sys/whoami", get(sys::whoami))
+        .route("/v1/sys/unseal", post(sys::unseal))
+        .route("/v1/safe/encrypt", post(safe::encrypt))
+        .route("/v1/safe/decrypt", post(safe::decrypt))
+        .route("/v1/safe/objects", post(safe::deposit))
+        .route(
+            "/v1/safe/objects/{id}",
+            get(safe::get_object).delete(safe::delete_object),
+        )
+        .route("/v1/safe/objects/{id}/share", get(safe::fetch_share))
+        .route("/v1/safe/objects/{id}/access", put(safe::set_access))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{*name}",
+            put(secrets::put).get(secrets::get).delete(secrets::delete),
+        )
+        .route("/v1/apps", post(apps::create).get(apps::list))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(access_log))
+        .with_state(state)
+}
+
+/// Logs the route template (never the concrete path: secret names live there), status and
+/// latency; marks every response `no-store`.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros();
+    if status >= 500 {
+        tracing::warn!(%method, route, status, micros, "request");
+    } else {
+        tracing::debug!(%method, route, status, micros, "request");
+    }
+    response
+}

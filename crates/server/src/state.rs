@@ -1,0 +1,119 @@
+//! Shared server state: the unsealed engine (store + storage keys) behind a once-cell, so a
+//! production server can start sealed and become usable after `POST /v1/sys/unseal`.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use daas_crypto::shamir::ShamirShare;
+use daas_crypto::storage::StorageKeys;
+use daas_store::{AppRecord, AuditEvent, Store, StoreUrl};
+
+use crate::error::ApiError;
+
+/// Everything a request needs once the storage key is known.
+#[derive(Debug)]
+pub struct Engine {
+    pub store: Store,
+    pub keys: StorageKeys,
+    /// SHA-256 of the admin token (tokens are 256-bit random, so an unkeyed hash suffices).
+    pub admin_token_sha256: [u8; 32],
+    /// App records are immutable once created: cache them to keep authentication off the DB.
+    pub apps: Mutex<HashMap<String, AppRecord>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, keys: StorageKeys, admin_token_sha256: [u8; 32]) -> Self {
+        Self {
+            store,
+            keys,
+            admin_token_sha256,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Append an audit entry; failures are reported to the caller (fail closed where it matters).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        self.store
+            .append_audit(&event(actor, action, target, outcome, detail))
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::warn!(error = %e, action, "audit append failed");
+                ApiError::Unavailable
+            })
+    }
+
+    /// Best-effort audit for failure paths: the request already fails, so a failing audit write
+    /// must not change the answer, but it is logged.
+    pub async fn audit_failure(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let _ignored = self.audit(actor, action, target, outcome, detail).await;
+    }
+}
+
+pub fn event(actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// Shamir unseal progress for a sealed production server.
+#[derive(Debug)]
+pub struct SealState {
+    pub threshold: u8,
+    pub key_check: [u8; 32],
+    pub store_url: StoreUrl,
+    pub admin_token_sha256: [u8; 32],
+    pub pending: tokio::sync::Mutex<Vec<ShamirShare>>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub engine: OnceLock<Arc<Engine>>,
+    pub seal: Option<SealState>,
+    pub max_body_bytes: usize,
+}
+
+/// Cheap to clone; what axum hands to every handler.
+#[derive(Debug, Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl AppState {
+    pub fn unsealed(engine: Engine, max_body_bytes: usize) -> Self {
+        let cell = OnceLock::new();
+        let _first = cell.set(Arc::new(engine));
+        Self(Arc::new(Inner {
+            engine: cell,
+            seal: None,
+            max_body_bytes,
+        }))
+    }
+
+    pub fn sealed(seal: SealState, max_body_bytes: usize) -> Self {
+        Self(Arc::new(Inner {
+            engine: OnceLock::new(),
+            seal: Some(seal),
+            max_body_bytes,
+        }))
+    }
+
+    pub fn engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.0.engine.get().cloned().ok_or(ApiError::Sealed)
+    }
+}

@@ -1,0 +1,544 @@
+//! The HTTP API against the real router over TLS, one test per bad-input case of issue #2.
+mod common;
+
+use common::{TestServer, assert_error, b64, unb64};
+use serde_json::json;
+
+#[tokio::test]
+async fn encrypt_then_decrypt_roundtrips_and_share_is_needed() {
+    let s = TestServer::start().await;
+    let token = s.token.clone();
+    let (ct, share) = s.encrypt(&token, b"attack at dawn", &[]).await;
+    assert!(ct.starts_with("daas:v1:") && share.starts_with("daas:share:v1:"));
+    let (status, body) = s.decrypt(&token, &ct, &share).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        unb64(body["plaintext"].as_str().unwrap()),
+        b"attack at dawn"
+    );
+    // Two encryptions of the same plaintext are unrelated.
+    let (ct2, share2) = s.encrypt(&token, b"attack at dawn", &[]).await;
+    assert_ne!(ct, ct2);
+    assert_ne!(share, share2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_share_of_the_same_object_fails_opaquely() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s.encrypt(&t, b"secret", &[]).await;
+    // Same object id and index, different key bytes: passes parsing, fails the commitment.
+    let mut raw = unb64(share.strip_prefix("daas:share:v1:").unwrap());
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    let forged = format!("daas:share:v1:{}", b64(&raw));
+    let (status, body) = s.decrypt(&t, &ct, &forged).await;
+    assert_error(status, &body, 400, "decryption_failed");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn share_of_another_object_is_rejected_before_crypto() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct1, _) = s.encrypt(&t, b"one", &[]).await;
+    let (_, share2) = s.encrypt(&t, b"two", &[]).await;
+    let (status, body) = s.decrypt(&t, &ct1, &share2).await;
+    assert_error(status, &body, 400, "invalid_share");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn truncated_and_bit_flipped_inputs_fail() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s
+        .encrypt(&t, b"0123456789abcdef0123456789abcdef", &[])
+        .await;
+
+    let truncated = &ct[..ct.len() - 20];
+    let (status, body) = s.decrypt(&t, truncated, &share).await;
+    assert!(status == 400, "{body}");
+    assert!(
+        ["invalid_ciphertext", "decryption_failed"]
+            .contains(&body["error"]["code"].as_str().unwrap()),
+        "{body}"
+    );
+
+    let (status, body) = s.decrypt(&t, "daas:v1:", &share).await;
+    assert_error(status, &body, 400, "invalid_ciphertext");
+
+    // Flip one bit in every byte position of the body (after the header) in turn: never opens.
+    let mut raw = unb64(ct.strip_prefix("daas:v1:").unwrap());
+    for pos in [18usize, 20, raw.len() / 2, raw.len() - 1] {
+        raw[pos] ^= 0x80;
+        let flipped = format!("daas:v1:{}", b64(&raw));
+        let (status, body) = s.decrypt(&t, &flipped, &share).await;
+        assert_error(status, &body, 400, "decryption_failed");
+        raw[pos] ^= 0x80;
+    }
+
+    let truncated_share = &share[..share.len() - 4];
+    let (status, body) = s.decrypt(&t, &ct, truncated_share).await;
+    assert_error(status, &body, 400, "invalid_share");
+    let (status, body) = s.decrypt(&t, &ct, "not a share").await;
+    assert_error(status, &body, 400, "invalid_share");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_envelope_version_is_reported() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s.encrypt(&t, b"v", &[]).await;
+    let (status, body) = s
+        .decrypt(&t, &ct.replacen("daas:v1:", "daas:v2:", 1), &share)
+        .await;
+    assert_error(status, &body, 400, "unsupported_version");
+    let mut raw = unb64(ct.strip_prefix("daas:v1:").unwrap());
+    raw[0] = 9; // version byte
+    let (status, body) = s
+        .decrypt(&t, &format!("daas:v1:{}", b64(&raw)), &share)
+        .await;
+    assert_error(status, &body, 400, "unsupported_version");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_body_is_413_json() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let big = b64(&vec![7u8; 1024 * 1024]);
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&t),
+            Some(json!({"plaintext": big})),
+        )
+        .await;
+    assert_error(status, &body, 413, "payload_too_large");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_wrong_type_and_content_type() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    for raw in [
+        "{",
+        "[]",
+        "{\"plaintext\": 5}",
+        "{\"plaintext\": \"aGk\", \"extra\": 1}",
+        "{\"plaintext\": \"aGk=\"}",
+    ] {
+        let resp = s
+            .client
+            .post(s.url("/v1/safe/encrypt"))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_error(status, &body, 400, "malformed_request");
+    }
+    let resp = s
+        .client
+        .post(s.url("/v1/safe/encrypt"))
+        .bearer_auth(&t)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_error(status, &body, 415, "unsupported_media_type");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_401_and_audited_precisely() {
+    let s = TestServer::start().await;
+    let body = json!({"plaintext": "aGk"});
+    let (status, resp) = s
+        .call("POST", "/v1/safe/encrypt", None, Some(body.clone()))
+        .await;
+    assert_error(status, &resp, 401, "unauthenticated");
+    let (status, resp) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some("daas_admin_wrong"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_error(status, &resp, 401, "unauthenticated");
+    let (status, resp) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some("daas_app_0123456789abcdef_xyz"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_error(status, &resp, 401, "unauthenticated");
+    // The three answers are identical to the client ...
+    let (status, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    assert_eq!(status, 200);
+    let details: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.failure")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    // ... but the audit log says exactly why each failed.
+    assert_eq!(
+        details,
+        vec![
+            "no bearer token",
+            "token secret does not match",
+            "token names an unknown app"
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn caller_not_on_access_list_is_403_and_hand_off_works() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let eve = s.create_app("eve").await;
+    let (ct, share) = s.encrypt(&alice, b"for bob", &["app:bob"]).await;
+    let (status, body) = s.decrypt(&bob, &ct, &share).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(unb64(body["plaintext"].as_str().unwrap()), b"for bob");
+    // Holding ciphertext and share is not enough: eve is not on the list.
+    let (status, body) = s.decrypt(&eve, &ct, &share).await;
+    assert_error(status, &body, 403, "forbidden");
+    // Nor is the admin, who is not on this object's list either.
+    let (status, body) = s.decrypt(&s.token.clone(), &ct, &share).await;
+    assert_error(status, &body, 403, "forbidden");
+    // Non-admins cannot create apps or read the audit log.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/apps",
+            Some(&alice),
+            Some(json!({"name": "mallory"})),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s.call("GET", "/v1/audit", Some(&alice), None).await;
+    assert_error(status, &body, 403, "forbidden");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deleted_object_is_404_everywhere() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&t),
+            Some(json!({"plaintext": b64(b"bye")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (id, ct, share) = (
+        body["object_id"].as_str().unwrap().to_owned(),
+        body["ciphertext"].as_str().unwrap().to_owned(),
+        body["share"].as_str().unwrap().to_owned(),
+    );
+    let (status, _) = s
+        .admin("DELETE", &format!("/v1/safe/objects/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = s.decrypt(&t, &ct, &share).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = s
+        .admin("GET", &format!("/v1/safe/objects/{id}"), None)
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = s
+        .admin("DELETE", &format!("/v1/safe/objects/{id}"), None)
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn access_list_can_be_changed_by_owner_only() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&alice),
+            Some(json!({"plaintext": b64(b"x")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = body["object_id"].as_str().unwrap().to_owned();
+    let (ct, share) = (
+        body["ciphertext"].as_str().unwrap().to_owned(),
+        body["share"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(s.decrypt(&bob, &ct, &share).await.0, 403);
+    let (status, body) = s
+        .call(
+            "PUT",
+            &format!("/v1/safe/objects/{id}/access"),
+            Some(&bob),
+            Some(json!({"access": ["app:bob"]})),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s
+        .call(
+            "PUT",
+            &format!("/v1/safe/objects/{id}/access"),
+            Some(&alice),
+            Some(json!({"access": ["app:bob"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["access"], json!(["app:alice", "app:bob"]));
+    assert_eq!(s.decrypt(&bob, &ct, &share).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn stored_secrets_roundtrip_version_and_need_the_share() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/db/password",
+            Some(&alice),
+            Some(json!({"value": b64(b"hunter2")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 1);
+    let share1 = body["share"].as_str().unwrap().to_owned();
+
+    let get = |token: String, share: String| {
+        let req = s
+            .client
+            .get(s.url("/v1/secrets/db/password"))
+            .bearer_auth(token)
+            .header("daas-share", share);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = get(alice.clone(), share1.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(unb64(body["value"].as_str().unwrap()), b"hunter2");
+    let (status, body) = get(bob.clone(), share1.clone()).await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/db/password",
+            Some(&bob),
+            Some(json!({"value": b64(b"pwned")})),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+
+    // Replacing bumps the version and crypto-shreds the old value: the old share is useless.
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/db/password",
+            Some(&alice),
+            Some(json!({"value": b64(b"correct horse")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 2);
+    let share2 = body["share"].as_str().unwrap().to_owned();
+    let (status, body) = get(alice.clone(), share1.clone()).await;
+    assert_error(status, &body, 400, "invalid_share");
+    let (status, body) = get(alice.clone(), share2.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(unb64(body["value"].as_str().unwrap()), b"correct horse");
+
+    let (status, body) = s.call("GET", "/v1/secrets", Some(&alice), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["secrets"][0]["name"], "db/password");
+    assert_eq!(
+        s.call("GET", "/v1/secrets", Some(&bob), None).await.1["secrets"],
+        json!([])
+    );
+
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/..%2Fx",
+            Some(&alice),
+            Some(json!({"value": "aGk"})),
+        )
+        .await;
+    assert_error(status, &body, 400, "malformed_request");
+    let (status, _) = s
+        .call("DELETE", "/v1/secrets/db/password", Some(&alice), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = get(alice.clone(), share2).await;
+    assert_error(status, &body, 404, "not_found");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn audit_chain_verifies_and_records_every_operation() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s.encrypt(&t, b"a", &[]).await;
+    assert_eq!(s.decrypt(&t, &ct, &share).await.0, 200);
+    let (status, body) = s.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ok"], true, "{body}");
+    let (_, audit) = s.admin("GET", "/v1/audit", None).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["safe.encrypt", "safe.decrypt"]);
+    let (status, body) = s.admin("GET", "/v1/audit?limit=0", None).await;
+    assert_error(status, &body, 400, "malformed_request");
+    s.stop().await;
+}
+
+/// An audit log that cannot be written makes secret-returning requests fail with 503, and a
+/// write whose audit entry fails is not half-written.
+#[tokio::test]
+async fn audit_unwritable_fails_closed() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s.encrypt(&t, b"guarded", &[]).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/k",
+            Some(&t),
+            Some(json!({"value": b64(b"v")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let secret_share = body["share"].as_str().unwrap().to_owned();
+
+    // Make every audit insert fail, from outside the server, in the real database file.
+    let db = rusqlite::Connection::open(s.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;").unwrap();
+    let objects_before: i64 = db
+        .query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
+        .unwrap();
+
+    let (status, body) = s.decrypt(&t, &ct, &share).await;
+    assert_error(status, &body, 503, "unavailable");
+    assert!(
+        !body.to_string().contains("Z3VhcmRlZA"),
+        "no plaintext in the error"
+    );
+    let r = s
+        .client
+        .get(s.url("/v1/secrets/k"))
+        .bearer_auth(&t)
+        .header("daas-share", &secret_share)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&t),
+            Some(json!({"plaintext": "aGk"})),
+        )
+        .await;
+    assert_error(status, &body, 503, "unavailable");
+    let objects_after: i64 = db
+        .query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        objects_before, objects_after,
+        "an encrypt whose audit failed left an object behind"
+    );
+
+    db.execute_batch("DROP TRIGGER audit_broken;").unwrap();
+    assert_eq!(s.decrypt(&t, &ct, &share).await.0, 200);
+    assert_eq!(s.admin("GET", "/v1/audit/verify", None).await.1["ok"], true);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let s = TestServer::start().await;
+    let (status, body) = s.admin("GET", "/v1/nope", None).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = s.admin("DELETE", "/v1/safe/encrypt", None).await;
+    assert_error(status, &body, 405, "method_not_allowed");
+    let (status, body) = s.call("GET", "/v1/sys/health", None, None).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn client_mode_share_fetch_requires_access_and_client_mode() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&t),
+            Some(json!({"plaintext": "aGk"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = body["object_id"].as_str().unwrap();
+    // A server-mode object's share is never released.
+    let (status, body) = s
+        .admin("GET", &format!("/v1/safe/objects/{id}/share"), None)
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    // A deposit must carry the server share (index 2).
+    let client_share = daas_crypto::share::Share {
+        object_id: daas_crypto::ObjectId::generate().unwrap(),
+        index: daas_crypto::share::ShareIndex::Client,
+        key: daas_crypto::Key256::generate().unwrap(),
+    };
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/v1/safe/objects",
+            Some(
+                json!({"share": client_share.encode(), "commitment": b64(&[0u8; 32]), "suite": 1}),
+            ),
+        )
+        .await;
+    assert_error(status, &body, 400, "malformed_request");
+    s.stop().await;
+}
