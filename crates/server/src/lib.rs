@@ -64,7 +64,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use error::ApiError;
-pub use router::router;
+pub use router::{ROUTES, router};
+pub use sys::OPENAPI;
 pub use state::{AppState, Engine};
 
 /// Default request body limit (1 MiB); larger bodies get 413.
@@ -355,4 +356,9 @@ pub async fn serve_state(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     serve(listener, tls, state, shutdown).await
+}
+
+/// The hash under which an admin token is recognised (for embedding the server in tests/tools).
+pub fn admin_token_sha256(token: &str) -> [u8; 32] {
+    auth::sha256(token.as_bytes())
 }

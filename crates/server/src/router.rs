@@ -12,6 +12,30 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{apps, audit, safe, secrets, sys};
 
+/// Every (method, path) the router serves, in OpenAPI path syntax. `tests/openapi.rs` checks the
+/// OpenAPI document against this table and that each entry is really served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/sys/health"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/sys/whoami"),
+    ("POST", "/v1/sys/unseal"),
+    ("POST", "/v1/safe/encrypt"),
+    ("POST", "/v1/safe/decrypt"),
+    ("POST", "/v1/safe/objects"),
+    ("GET", "/v1/safe/objects/{id}"),
+    ("DELETE", "/v1/safe/objects/{id}"),
+    ("GET", "/v1/safe/objects/{id}/share"),
+    ("PUT", "/v1/safe/objects/{id}/access"),
+    ("GET", "/v1/secrets"),
+    ("PUT", "/v1/secrets/{name}"),
+    ("GET", "/v1/secrets/{name}"),
+    ("DELETE", "/v1/secrets/{name}"),
+    ("POST", "/v1/apps"),
+    ("GET", "/v1/apps"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/verify"),
+];
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.0.max_body_bytes;
     Router::new()
