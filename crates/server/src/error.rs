@@ -114,18 +114,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Map parse failures of untrusted envelope text.
-pub fn envelope_error(e: CryptoError) -> ApiError {
+/// Map parse failures of untrusted envelope text: only a `daas:` text of another version is
+/// "unsupported"; anything else is simply not a ciphertext.
+pub fn envelope_error(e: CryptoError, text: &str) -> ApiError {
     match e {
-        CryptoError::UnsupportedFormat(_) => ApiError::UnsupportedVersion,
+        CryptoError::UnsupportedFormat(_) if text.starts_with("daas:v") => {
+            ApiError::UnsupportedVersion
+        }
         _ => ApiError::InvalidCiphertext,
     }
 }
 
-/// Map parse failures of untrusted share text.
-pub fn share_error(e: CryptoError) -> ApiError {
+/// Map parse failures of untrusted share text (same rule as envelopes).
+pub fn share_error(e: CryptoError, text: &str) -> ApiError {
     match e {
-        CryptoError::UnsupportedFormat(_) => ApiError::UnsupportedVersion,
+        CryptoError::UnsupportedFormat(_)
+            if text.starts_with("daas:share:") || text.starts_with("daas:unseal:") =>
+        {
+            ApiError::UnsupportedVersion
+        }
         _ => ApiError::InvalidShare,
     }
 }

@@ -65,8 +65,8 @@ use zeroize::Zeroizing;
 
 pub use error::ApiError;
 pub use router::{ROUTES, router};
-pub use sys::OPENAPI;
 pub use state::{AppState, Engine};
+pub use sys::OPENAPI;
 
 /// Default request body limit (1 MiB); larger bodies get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -195,11 +195,20 @@ pub async fn run_dev(
         path: PathBuf::from("listener"),
         source,
     })?;
-    on_ready(&DevEnvironment {
+    let env = DevEnvironment {
         addr: client_addr(bound),
         token: token.to_string(),
         cacert: tls_files.ca_cert.clone(),
-    });
+    };
+    // `source <data-dir>/env` sets up a second shell (0600: it holds the dev admin token).
+    let exports = Zeroizing::new(format!(
+        "export DAAS_ADDR={}\nexport DAAS_TOKEN={}\nexport DAAS_CACERT={}\n",
+        env.addr,
+        env.token,
+        env.cacert.display()
+    ));
+    files::write_private(&data_dir.join("env"), exports.as_bytes())?;
+    on_ready(&env);
     serve(listener, tls, state, shutdown).await
 }
 

@@ -74,8 +74,9 @@ pub fn seal_new(
 /// Parse untrusted ciphertext and share text and check they name the same object, before any
 /// storage access or crypto.
 pub fn parse_pair(ciphertext: &str, share: &str) -> Result<(Envelope, Share), ApiError> {
-    let envelope = Envelope::parse(ciphertext.trim()).map_err(envelope_error)?;
-    let share = Share::parse(share.trim()).map_err(share_error)?;
+    let (ciphertext, share) = (ciphertext.trim(), share.trim());
+    let envelope = Envelope::parse(ciphertext).map_err(|e| envelope_error(e, ciphertext))?;
+    let share = Share::parse(share).map_err(|e| share_error(e, share))?;
     if share.index != ShareIndex::Client || share.object_id != envelope.object_id {
         return Err(ApiError::InvalidShare);
     }
@@ -254,7 +255,7 @@ pub async fn deposit(
     ApiJson(req): ApiJson<DepositRequest>,
 ) -> Result<(StatusCode, Json<DepositResponse>), ApiError> {
     let engine = state.engine()?;
-    let share = Share::parse(req.share.trim()).map_err(share_error)?;
+    let share = Share::parse(req.share.trim()).map_err(|e| share_error(e, req.share.trim()))?;
     if share.index != ShareIndex::Server {
         return Err(ApiError::Malformed(
             "deposit the server share (index 2), keep the client share".into(),

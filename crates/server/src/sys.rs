@@ -63,7 +63,8 @@ pub async fn unseal(
             threshold: seal.threshold,
         }));
     }
-    let share = ShamirShare::parse(req.share.trim()).map_err(share_error)?;
+    let share =
+        ShamirShare::parse(req.share.trim()).map_err(|e| share_error(e, req.share.trim()))?;
     if share.threshold != seal.threshold {
         return Err(ApiError::InvalidShare);
     }

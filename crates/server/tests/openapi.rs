@@ -20,7 +20,10 @@ fn documented() -> Vec<(String, String)> {
 
 #[test]
 fn openapi_document_lists_exactly_the_route_table() {
-    let mut served: Vec<(String, String)> = daas_server::ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let mut served: Vec<(String, String)> = daas_server::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
     served.sort();
     assert_eq!(documented(), served);
 }
@@ -29,10 +32,15 @@ fn openapi_document_lists_exactly_the_route_table() {
 async fn every_documented_route_is_served_and_the_document_is_served() {
     let s = TestServer::start().await;
     for (method, path) in documented() {
-        let concrete = path.replace("{id}", &"0".repeat(32)).replace("{name}", "some/name");
+        let concrete = path
+            .replace("{id}", &"0".repeat(32))
+            .replace("{name}", "some/name");
         let (status, body) = s.call(&method, &concrete, None, None).await;
         let code = body["error"]["code"].as_str().unwrap_or("");
-        assert!(status != 405 && !(status == 404 && code == "not_found"), "{method} {path} is not served: {status} {body}");
+        assert!(
+            status != 405 && !(status == 404 && code == "not_found"),
+            "{method} {path} is not served: {status} {body}"
+        );
     }
     let (status, body) = s.call("GET", "/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
