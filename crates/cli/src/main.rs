@@ -1,1 +1,425 @@
-fn main() {}
+//! `daas` — the command line of the daas split-key secrets service.
+#![forbid(unsafe_code)]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool: stdout carries results, stderr the one-line error"
+)]
+
+mod bench;
+mod cli;
+mod io;
+
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser as _;
+use daas_crypto::CryptoError;
+use daas_sdk::{Client, EncryptOptions, SecretString};
+use serde::Serialize;
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::cli::{
+    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, OperatorCmd, SecretCmd,
+    ServerArgs,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e),
+    };
+    init_tracing(matches!(cli.command, Command::Server(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--help`/`--version` go to stdout as clap renders them; every usage error becomes one line
+/// on stderr and exit code 2.
+fn clap_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `daas` or `daas secret` alone: name the usage instead of dumping the help.
+            let usage = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Usage:"))
+                .map_or_else(|| "daas <COMMAND>".to_owned(), |u| u.trim().to_owned());
+            let cmd = usage.split(" <").next().unwrap_or("daas");
+            eprintln!("error: a subcommand is required: {usage} (see '{cmd} --help')");
+            ExitCode::from(2)
+        }
+        _ => {
+            // The first paragraph of clap's message, on one line, without its `error:` prefix.
+            let paragraph: Vec<&str> = text
+                .lines()
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let joined = paragraph.join(" ");
+            let msg = joined.strip_prefix("error:").unwrap_or(&joined).trim();
+            let msg = if msg.is_empty() {
+                "invalid arguments"
+            } else {
+                msg
+            };
+            eprintln!("error: {msg} (see 'daas --help')");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr. Default: `info` for the server, nothing for client commands (their only
+/// stderr output is the one error line); `DAAS_LOG` overrides (`DAAS_LOG=debug`).
+fn init_tracing(server: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DAAS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if server { "info" } else { "off" }));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// One clear line for a failure: API errors by their message, crypto failures in words, the rest
+/// as the error chain. Never a type name, never a secret.
+fn error_line(err: &anyhow::Error) -> String {
+    let line = match err.downcast_ref::<daas_sdk::Error>() {
+        Some(daas_sdk::Error::Api { message, .. } | daas_sdk::Error::Transport { message, .. }) => {
+            message.clone()
+        }
+        Some(daas_sdk::Error::Crypto(c)) => crypto_message(c),
+        _ => chain_line(err),
+    };
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The error and its causes joined by ": ", skipping a cause whose text an outer message
+/// already includes (many errors print their source themselves).
+fn chain_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+fn crypto_message(e: &CryptoError) -> String {
+    match e {
+        CryptoError::CommitmentMismatch | CryptoError::AuthenticationFailed => {
+            "the ciphertext and share do not decrypt together (wrong share or tampered data)"
+                .to_owned()
+        }
+        CryptoError::ShareObjectMismatch => {
+            "the share belongs to another object than the ciphertext".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Server(args) => server(args).await?,
+        Command::Operator(cmd) => operator(cmd).await?,
+        Command::App(cmd) => app(cmd).await?,
+        Command::Encrypt(args) => encrypt(args).await?,
+        Command::Decrypt(args) => decrypt(args).await?,
+        Command::Secret(cmd) => secret(cmd).await?,
+        Command::Audit(cmd) => audit(cmd).await?,
+        Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client() -> Result<Client> {
+    Ok(Client::from_env()?)
+}
+
+// ---------------------------------------------------------------- server
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let shutdown = shutdown_signal()?;
+    if let Some(config) = args.config {
+        daas_server::run_config(config, shutdown).await?;
+        return Ok(());
+    }
+    let data_dir = std::path::absolute(&args.data_dir).with_context(|| {
+        format!(
+            "cannot resolve the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let opts = daas_server::DevOptions {
+        data_dir: data_dir.clone(),
+        listen: args.listen,
+    };
+    daas_server::run_dev(opts, move |env| print_dev_env(env, &data_dir), shutdown).await?;
+    Ok(())
+}
+
+fn print_dev_env(env: &daas_server::DevEnvironment, data_dir: &Path) {
+    let cacert = std::path::absolute(&env.cacert).unwrap_or_else(|_| env.cacert.clone());
+    println!("export DAAS_ADDR={}", shell_quote(&env.addr));
+    println!("export DAAS_TOKEN={}", shell_quote(&env.token));
+    println!(
+        "export DAAS_CACERT={}",
+        shell_quote(&cacert.to_string_lossy())
+    );
+    println!(
+        "# daas dev server running (data in {}); paste the lines above into your shell, then:",
+        data_dir.display()
+    );
+    println!("#   echo -n 'hello' | daas encrypt");
+    println!(
+        "# dev mode only: the token above is the admin token, keep it secret. Ctrl-C stops the server."
+    );
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// Quote for POSIX shells only when needed.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b':' | b'@' | b'%' | b'+' | b'=' | b','
+                )
+        });
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, before the server starts.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int =
+            signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        let mut term =
+            signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+// ---------------------------------------------------------------- operator
+
+async fn operator(cmd: OperatorCmd) -> Result<()> {
+    match cmd {
+        OperatorCmd::Init {
+            config,
+            shares,
+            threshold,
+        } => {
+            if threshold < 1 || threshold > shares {
+                bail!("--threshold must be between 1 and --shares ({shares})");
+            }
+            let mut init = daas_server::operator_init(config, shares, threshold)?;
+            // Shown once: the shares and the admin token exist nowhere else.
+            #[derive(Serialize)]
+            struct Out<'a> {
+                unseal_shares: &'a [String],
+                threshold: u8,
+                admin_token: &'a str,
+                cacert: String,
+            }
+            let cacert = std::path::absolute(&init.cacert).unwrap_or_else(|_| init.cacert.clone());
+            let printed = io::print_json(&Out {
+                unseal_shares: &init.unseal_shares,
+                threshold: init.threshold,
+                admin_token: &init.admin_token,
+                cacert: cacert.to_string_lossy().into_owned(),
+            });
+            init.unseal_shares.zeroize();
+            init.admin_token.zeroize();
+            printed
+        }
+        OperatorCmd::Unseal { share } => {
+            let share = match share {
+                Some(s) => SecretString::new(s),
+                None => SecretString::new(io::read_text(None, "unseal share")?.to_string()),
+            };
+            // The share is the credential: no token is sent to a sealed server.
+            let client = Client::unauthenticated_from_env()?;
+            let status = client.unseal(&share).await?;
+            io::print_json(&status)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- apps
+
+async fn app(cmd: AppCmd) -> Result<()> {
+    let client = client()?;
+    match cmd {
+        AppCmd::Create { name } => {
+            let app = client.app_create(&name).await?;
+            #[derive(Serialize)]
+            struct Out<'a> {
+                id: &'a str,
+                name: &'a str,
+                principal: &'a str,
+                token: &'a str,
+            }
+            io::print_json(&Out {
+                id: &app.id,
+                name: &app.name,
+                principal: &app.principal,
+                token: app.token.expose(),
+            })
+        }
+        AppCmd::List => {
+            #[derive(Serialize)]
+            struct Out {
+                apps: Vec<daas_sdk::AppInfo>,
+            }
+            io::print_json(&Out {
+                apps: client.app_list().await?,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- safe
+
+async fn encrypt(args: EncryptArgs) -> Result<()> {
+    let client = client()?;
+    let plaintext = io::read_input(args.input.as_deref())?;
+    let opts = EncryptOptions {
+        audience: args.audience,
+        access: args.access,
+    };
+    let sealed = if args.local {
+        client.encrypt_local(&plaintext, &opts).await?
+    } else {
+        client.encrypt(&plaintext, &opts).await?
+    };
+    drop(plaintext);
+    #[derive(Serialize)]
+    struct Out<'a> {
+        ciphertext: &'a str,
+        share: &'a str,
+    }
+    io::print_json(&Out {
+        ciphertext: &sealed.ciphertext,
+        share: sealed.share.expose(),
+    })
+}
+
+async fn decrypt(args: DecryptArgs) -> Result<()> {
+    let client = client()?;
+    let ciphertext = io::read_text(args.input.as_deref(), "ciphertext")?;
+    let share = SecretString::new(args.share);
+    let plaintext = if args.local {
+        client.decrypt_local(&ciphertext, &share).await?
+    } else {
+        client.decrypt(&ciphertext, &share).await?
+    };
+    io::write_stdout(&plaintext)
+}
+
+// ---------------------------------------------------------------- secrets
+
+async fn secret(cmd: SecretCmd) -> Result<()> {
+    let client = client()?;
+    match cmd {
+        SecretCmd::Put { name, input } => {
+            let value = io::read_input(input.as_deref())?;
+            let stored = client.secret_put(&name, &value).await?;
+            drop(value);
+            #[derive(Serialize)]
+            struct Out<'a> {
+                share: &'a str,
+            }
+            io::print_json(&Out {
+                share: stored.share.expose(),
+            })
+        }
+        SecretCmd::Get { name, share } => {
+            let share = SecretString::new(share);
+            let value = client.secret_get(&name, &share).await?;
+            io::write_stdout(&value.value)
+        }
+        SecretCmd::Delete { name } => Ok(client.secret_delete(&name).await?),
+        SecretCmd::List => {
+            #[derive(Serialize)]
+            struct Out {
+                secrets: Vec<daas_sdk::SecretInfo>,
+            }
+            io::print_json(&Out {
+                secrets: client.secret_list().await?,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+async fn audit(cmd: AuditCmd) -> Result<()> {
+    let client = client()?;
+    match cmd {
+        AuditCmd::List { after, limit } => {
+            let entries = client.audit_list(after, limit).await?;
+            let mut out = Zeroizing::new(Vec::new());
+            for e in &entries {
+                out.extend_from_slice(&io::json_line(e)?);
+            }
+            io::write_stdout(&out)
+        }
+        AuditCmd::Verify => {
+            let report = client.audit_verify().await?;
+            io::print_json(&report)?;
+            match (report.ok, report.first_broken) {
+                (true, _) => Ok(()),
+                (false, Some(seq)) => bail!("the audit chain is broken at entry {seq}"),
+                (false, None) => bail!("the audit chain is broken"),
+            }
+        }
+    }
+}

@@ -106,7 +106,7 @@ pub fn open_with(
 }
 
 fn may_read(caller: &Caller, record: &ObjectRecord) -> bool {
-    record.access.iter().any(|p| *p == caller.name)
+    record.access.contains(&caller.name)
 }
 
 fn may_manage(caller: &Caller, record: &ObjectRecord) -> bool {

@@ -1,5 +1,9 @@
 //! Canary: known secret bytes pushed through every endpoint must not appear in any log line
 //! (at TRACE), audit entry, error body, or the database file — in raw, hex or base64 form.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,10 @@
 //! `/v1/openapi.json` is kept true: it documents exactly the routes the router serves, and each
 //! documented route is really served (an unauthenticated call reaches the handler's checks
 //! instead of the router's 404/405).
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 mod common;
 
 use common::TestServer;

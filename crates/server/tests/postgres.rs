@@ -1,4 +1,10 @@
 //! The server on PostgreSQL: storage going away answers 503 and leaves nothing half-written.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test helpers outside #[test] functions fail by panicking and tell a developer why a test did nothing"
+)]
 mod common;
 
 use common::{assert_error, b64, client_for};

@@ -1,5 +1,11 @@
 //! In-process test server: the real router over real TLS on a loopback port, in a temp dir.
 #![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness: a failed step should panic with its location"
+)]
+#![expect(
     dead_code,
     reason = "each test binary uses a different subset of the harness"
 )]
@@ -75,9 +81,7 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
-        // INVARIANT (test): fields are moved out exactly once here.
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,331 @@
+//! Command-line syntax (clap derive). Help texts are pinned by `tests/snapshots/`.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// daas: split-key encryption and secrets.
+///
+/// Client commands read DAAS_ADDR, DAAS_TOKEN and DAAS_CACERT (printed by `daas server --dev`).
+#[derive(Debug, Parser)]
+#[command(name = "daas", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daas server (--dev for a self-contained local server)
+    Server(ServerArgs),
+    /// Initialise and unseal a production server
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Create and list applications (admin)
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Encrypt stdin; prints {"ciphertext", "share"} as one line of JSON
+    Encrypt(EncryptArgs),
+    /// Decrypt a ciphertext (stdin) with its share; writes the raw plaintext to stdout
+    Decrypt(DecryptArgs),
+    /// Store, read, delete and list secrets
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// List and verify the audit log (admin)
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Load benchmarks
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["dev", "config"]))]
+pub struct ServerArgs {
+    /// Self-contained dev server: embedded SQLite, generated CA, TLS certificate and admin token
+    #[arg(long)]
+    pub dev: bool,
+    /// Data directory of the dev server
+    #[arg(long, value_name = "DIR", default_value = "./daas-data")]
+    pub data_dir: PathBuf,
+    /// Address the dev server listens on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8200")]
+    pub listen: SocketAddr,
+    /// Production server configuration (TOML)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Generate the storage key and print its Shamir unseal shares as JSON
+    Init {
+        /// Production server configuration (TOML)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Number of unseal shares
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..))]
+        shares: u8,
+        /// Shares needed to unseal
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+        threshold: u8,
+    },
+    /// Submit one unseal share; prints {"sealed", "progress", "threshold"}
+    Unseal {
+        /// The unseal share (daas:unseal:v1:…); read from stdin when omitted, which keeps it out
+        /// of the process list and shell history
+        #[arg(value_name = "SHARE")]
+        share: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Create an application; prints its token once
+    Create {
+        /// Name: lowercase letters, digits and '-'
+        name: String,
+    },
+    /// List applications
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Read the plaintext from FILE instead of stdin
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Audience bound into the ciphertext
+    #[arg(long, value_name = "A")]
+    pub audience: Option<String>,
+    /// Also allow PRINCIPAL to decrypt ("admin" or "app:NAME"); repeatable
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub access: Vec<String>,
+    /// Client mode: encrypt locally; the server never sees the plaintext or the key
+    #[arg(long)]
+    pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The share printed by `daas encrypt` (daas:share:v1:…)
+    #[arg(long, value_name = "SHARE")]
+    pub share: String,
+    /// Read the ciphertext from FILE instead of stdin
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Client mode: fetch the server share and decrypt locally; the share stays here
+    #[arg(long)]
+    pub local: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Store a secret read from stdin; prints {"share"} (needed to read it back)
+    Put {
+        /// Secret name: 1-128 characters of A-Z a-z 0-9 . _ / -
+        name: String,
+        /// Read the value from FILE instead of stdin
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
+    /// Write a secret's raw value to stdout
+    Get {
+        name: String,
+        /// The share printed by `daas secret put`
+        #[arg(long, value_name = "SHARE")]
+        share: String,
+    },
+    /// Delete a secret
+    Delete { name: String },
+    /// List secrets (JSON)
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print audit entries as JSON lines
+    List {
+        /// Only entries after this sequence number
+        #[arg(long, value_name = "N")]
+        after: Option<u64>,
+        /// At most N entries (server maximum 1000)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Verify the hash chain; exits non-zero when it is broken
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Encrypt/decrypt load over HTTPS keep-alive connections
+    Safe(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    Daas,
+    Openbao,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent connections (one worker each); one run per value
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,16",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: Vec<u32>,
+    /// Duration of each run (e.g. 10s, 500ms, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Plaintext size in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub size: usize,
+    /// System under test
+    #[arg(long, value_enum, default_value_t = BenchTarget::Daas)]
+    pub target: BenchTarget,
+    /// daas only: client mode (encrypt/decrypt locally)
+    #[arg(long)]
+    pub local: bool,
+    /// OpenBao address (http:// allowed for a local dev server)
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8200")]
+    pub openbao_addr: String,
+    /// OpenBao token
+    #[arg(long, value_name = "T", env = "BAO_TOKEN", hide_env_values = true)]
+    pub openbao_token: Option<String>,
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 10s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(secs > 0.0 && secs <= 24.0 * 3600.0) {
+        return Err(format!(
+            "duration {s:?} must be greater than 0 and at most 24h"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "0s", "-1s", "10x", "25h", "1e9"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_documented_invocations() {
+        let ok = [
+            &["daas", "server", "--dev"][..],
+            &[
+                "daas",
+                "server",
+                "--dev",
+                "--data-dir",
+                "/tmp/x",
+                "--listen",
+                "127.0.0.1:9000",
+            ],
+            &["daas", "server", "--config", "daas.toml"],
+            &[
+                "daas",
+                "operator",
+                "init",
+                "--config",
+                "f",
+                "--shares",
+                "5",
+                "--threshold",
+                "3",
+            ],
+            &["daas", "operator", "unseal", "daas:unseal:v1:x"],
+            &["daas", "app", "create", "billing"],
+            &["daas", "app", "list"],
+            &[
+                "daas",
+                "encrypt",
+                "--in",
+                "f",
+                "--audience",
+                "a",
+                "--access",
+                "app:x",
+                "--access",
+                "admin",
+                "--local",
+            ],
+            &["daas", "decrypt", "--share", "s", "--in", "f", "--local"],
+            &["daas", "secret", "put", "db/pw", "--in", "f"],
+            &["daas", "secret", "get", "db/pw", "--share", "s"],
+            &["daas", "secret", "delete", "db/pw"],
+            &["daas", "secret", "list"],
+            &["daas", "audit", "list", "--after", "3", "--limit", "10"],
+            &["daas", "audit", "verify"],
+            &[
+                "daas",
+                "bench",
+                "safe",
+                "--connections",
+                "1,16",
+                "--duration",
+                "10s",
+                "--size",
+                "1024",
+                "--target",
+                "openbao",
+                "--openbao-addr",
+                "http://127.0.0.1:8200",
+                "--openbao-token",
+                "t",
+            ],
+        ];
+        for argv in ok {
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{argv:?}: {e}");
+            }
+        }
+        let bad = [
+            &["daas", "server"][..],
+            &["daas", "server", "--dev", "--config", "x"],
+            &["daas", "decrypt"],
+            &["daas", "bench", "safe", "--connections", "0"],
+        ];
+        for argv in bad {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+}
