@@ -1,73 +1,17 @@
 //! Durability: `kill -9` of the real server during a burst of writes loses no acknowledged write
 //! and leaves no torn state (every acknowledged object decrypts, the audit chain verifies).
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test: a failed step should panic with its location"
-)]
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use support::{Conn, start};
+
+mod support;
 
 /// (plaintext, ciphertext, share) of an acknowledged encrypt; (name, value, share) of a secret.
 type Acked = Arc<Mutex<Vec<(Vec<u8>, String, String)>>>;
 type AckedSecrets = Arc<Mutex<Vec<(String, Vec<u8>, String)>>>;
-
-const BIN: &str = env!("CARGO_BIN_EXE_daas");
-
-/// How to talk to a running server.
-struct Conn {
-    addr: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-fn start(data_dir: &Path) -> (Child, Arc<Conn>) {
-    let mut child = Command::new(BIN)
-        .args(["server", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut addr, mut token, mut cacert) = (None, None, None);
-    while addr.is_none() || token.is_none() || cacert.is_none() {
-        let line = lines
-            .next()
-            .expect("server exited before printing its exports")
-            .unwrap();
-        if let Some(v) = line.strip_prefix("export DAAS_ADDR=") {
-            addr = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("export DAAS_TOKEN=") {
-            token = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("export DAAS_CACERT=") {
-            cacert = Some(PathBuf::from(v));
-        }
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let pem = std::fs::read(cacert.unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .build()
-        .unwrap();
-    (
-        child,
-        Arc::new(Conn {
-            addr: addr.unwrap(),
-            token: token.unwrap(),
-            client,
-        }),
-    )
-}
 
 async fn post(r: &Conn, path: &str, body: Value) -> reqwest::Result<(u16, Value)> {
     let resp = r
