@@ -17,7 +17,10 @@ pub enum StoreError {
     // internal
     /// A sealed value failed to open (wrong storage key or tampered database).
     #[error("stored data failed integrity check at {table}/{column}")]
-    Integrity { table: &'static str, column: &'static str },
+    Integrity {
+        table: &'static str,
+        column: &'static str,
+    },
     #[error("internal storage error: {0}")]
     Internal(String),
 }

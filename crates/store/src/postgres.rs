@@ -1,1 +1,749 @@
-#[derive(Debug, Clone)] pub struct PgStore;
+//! PostgreSQL backend (tokio-postgres + deadpool-postgres), for any number of server replicas
+//! sharing one database.
+//!
+//! Transactions run at `READ COMMITTED`. Every mutating transaction does its data statements
+//! first and then appends its audit entry, locking the one-row `audit_head` table with
+//! `SELECT ... FOR UPDATE`: appends from all replicas are serialised, so the log stays one valid
+//! chain, and the lock is held only from the append to `COMMIT`. Nothing waits for a row lock
+//! while holding the head, so the head cannot take part in a deadlock.
+//!
+//! Connections use `NoTls`: this is meant for a database on the same host or private network
+//! segment. In production, reach PostgreSQL over a unix socket (`host=/var/run/postgresql`) or
+//! put TLS in front of it; the data itself is sealed either way, but credentials and metadata
+//! are not. A connect timeout of 2 s applies unless the URL sets `connect_timeout`.
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use daas_crypto::ObjectId;
+use daas_crypto::storage::StorageKeys;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{IsolationLevel, NoTls, Row};
+
+use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
+use crate::codec::{self, AppRow, ObjectRow, SecretRow};
+use crate::{
+    AppRecord, AuditEntry, AuditEvent, AuditReport, ObjectRecord, SecretRecord, SecretSummary,
+    StoreError, schema,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const POOL_SIZE: usize = 16;
+/// How long a caller waits for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// Rows per page when walking the audit log.
+const VERIFY_PAGE: i64 = 1000;
+
+/// A database failure, described without SQL text or values.
+#[derive(Debug, thiserror::Error)]
+#[error("postgres: {0}")]
+struct PgFailure(String);
+
+fn unavailable(what: String) -> StoreError {
+    tracing::warn!(error = %what, "postgres unavailable");
+    StoreError::Unavailable(Box::new(PgFailure(what)))
+}
+
+/// Map a driver error to the store's error classes. Server messages may quote values (e.g. the
+/// key of a unique violation), so only the SQLSTATE code is kept for database errors.
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    let Some(code) = e.code() else {
+        // No SQLSTATE: I/O, closed connection, timeout, protocol.
+        return unavailable(e.to_string());
+    };
+    if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION {
+        return StoreError::Conflict;
+    }
+    let class = code.code().get(..2).unwrap_or_default();
+    match class {
+        // Connection exception, insufficient resources, operator intervention (shutdown,
+        // cancel), transaction rollback (serialization failure, deadlock): retryable.
+        "08" | "53" | "57" | "40" => unavailable(format!("sqlstate {}", code.code())),
+        // Read-only transaction: we are talking to a standby (failover in progress).
+        _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            unavailable(format!("sqlstate {}", code.code()))
+        }
+        _ => {
+            tracing::error!(sqlstate = code.code(), "postgres error");
+            StoreError::Internal(format!("postgres error (sqlstate {})", code.code()))
+        }
+    }
+}
+
+fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        // Failing to establish a connection is unavailability, whatever the server's reason
+        // (refusing connections, shutting down, authentication or database gone).
+        PoolError::Backend(e) => match pg_err(e) {
+            StoreError::Internal(what) => unavailable(what),
+            other => other,
+        },
+        PoolError::Timeout(t) => unavailable(format!("connection pool timeout ({t:?})")),
+        PoolError::Closed => unavailable("connection pool closed".into()),
+        other => unavailable(format!("connection pool: {other}")),
+    }
+}
+
+trait Pg<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+impl<T> Pg<T> for Result<T, tokio_postgres::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(pg_err)
+    }
+}
+
+/// PostgreSQL store: cheap to clone (shares one connection pool).
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    keys: StorageKeys,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.inner.pool.status();
+        f.debug_struct("PgStore")
+            .field("pool_size", &status.size)
+            .field("pool_max", &status.max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+const OBJECT_COLUMNS: &str = "id, share, commitment, access, owner, audience, meta, created_at";
+
+fn object_row(r: &Row, first: usize) -> Result<ObjectRow, StoreError> {
+    Ok(ObjectRow {
+        id: r.try_get(first).db()?,
+        share: r.try_get(first + 1).db()?,
+        commitment: r.try_get(first + 2).db()?,
+        access: r.try_get(first + 3).db()?,
+        owner: r.try_get(first + 4).db()?,
+        audience: r.try_get(first + 5).db()?,
+        meta: r.try_get(first + 6).db()?,
+        created_at: r.try_get(first + 7).db()?,
+    })
+}
+
+fn app_row(r: &Row) -> Result<AppRow, StoreError> {
+    Ok(AppRow {
+        id: r.try_get(0).db()?,
+        name_hash: r.try_get(1).db()?,
+        name: r.try_get(2).db()?,
+        token_hash: r.try_get(3).db()?,
+        created_at: r.try_get(4).db()?,
+    })
+}
+
+fn raw_entry(r: &Row) -> Result<RawEntry, StoreError> {
+    Ok(RawEntry {
+        seq: r.try_get(0).db()?,
+        time: r.try_get(1).db()?,
+        event: AuditEvent {
+            actor: r.try_get(2).db()?,
+            action: r.try_get(3).db()?,
+            target: r.try_get(4).db()?,
+            outcome: r.try_get(5).db()?,
+            detail: r.try_get(6).db()?,
+        },
+        mac: r.try_get(7).db()?,
+    })
+}
+
+fn head_row(r: &Row) -> Result<HeadRow, StoreError> {
+    Ok(HeadRow {
+        seq: r.try_get(0).db()?,
+        mac: r.try_get(1).db()?,
+        tag: r.try_get(2).db()?,
+    })
+}
+
+/// Append `event` to the chain inside `tx` (locks the chain head until commit). Returns its seq.
+async fn append(tx: &Tx<'_>, keys: &StorageKeys, event: &AuditEvent) -> Result<u64, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT seq, mac, tag FROM audit_head WHERE id = 1 FOR UPDATE")
+        .await
+        .db()?;
+    let row = tx
+        .query_opt(&stmt, &[])
+        .await
+        .db()?
+        .ok_or_else(|| codec::integrity("audit_head", "seq"))?;
+    let mut chain = Chain::from_head(keys, &head_row(&row)?)?;
+    let e = chain.append(keys, event)?;
+    let seq = to_db_seq(e.seq)?;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit (seq, time, actor, action, target, outcome, detail, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .db()?;
+    tx.execute(
+        &stmt,
+        &[
+            &seq,
+            &e.time,
+            &e.event.actor,
+            &e.event.action,
+            &e.event.target,
+            &e.event.outcome,
+            &e.event.detail,
+            &e.mac,
+        ],
+    )
+    .await
+    .db()?;
+    let head = chain.head_row(keys)?;
+    let stmt = tx
+        .prepare_cached("UPDATE audit_head SET seq = $1, mac = $2, tag = $3 WHERE id = 1")
+        .await
+        .db()?;
+    tx.execute(&stmt, &[&head.seq, &head.mac, &head.tag])
+        .await
+        .db()?;
+    Ok(e.seq)
+}
+
+async fn insert_object(tx: &Tx<'_>, row: &ObjectRow) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO objects (id, share, commitment, access, owner, audience, meta, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .db()?;
+    tx.execute(
+        &stmt,
+        &[
+            &row.id,
+            &row.share,
+            &row.commitment,
+            &row.access,
+            &row.owner,
+            &row.audience,
+            &row.meta,
+            &row.created_at,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
+async fn delete_object_row(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("DELETE FROM objects WHERE id = $1")
+        .await
+        .db()?;
+    if tx.execute(&stmt, &[&id]).await.db()? == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+impl PgStore {
+    pub(crate) async fn open(url: &str, keys: StorageKeys) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|_| StoreError::InvalidUrl("malformed postgres url".into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("daas");
+        }
+        config.keepalives(true);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|_| {
+                StoreError::Internal("cannot build the postgres connection pool".into())
+            })?;
+        let store = Self {
+            inner: Arc::new(Inner { pool, keys }),
+        };
+        store.migrate().await?;
+        tracing::info!("postgres store open");
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.inner.pool.get().await.map_err(pool_err)
+    }
+
+    fn keys(&self) -> &StorageKeys {
+        &self.inner.keys
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let keys = self.keys();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        // Replicas opening together take turns (lock released at commit); per schema.
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtext('daas-store-migrate'), hashtext(current_schema()))",
+        )
+        .await
+        .db()?;
+        tx.batch_execute(schema::SCHEMA_VERSION_POSTGRES)
+            .await
+            .db()?;
+        let current: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .db()?
+            .try_get(0)
+            .db()?;
+        for m in schema::pending(i64::from(current))? {
+            tx.batch_execute(m.postgres).await.db()?;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+                &[&m.version, &crate::audit_log::now_ms()],
+            )
+            .await
+            .db()?;
+            tracing::info!(version = m.version, "postgres schema migrated");
+        }
+        let check = tx
+            .query_opt(
+                "SELECT value FROM meta WHERE key = $1",
+                &[&codec::KEY_CHECK_ROW],
+            )
+            .await
+            .db()?;
+        match check {
+            Some(row) => {
+                let sealed: Vec<u8> = row.try_get(0).db()?;
+                codec::verify_key_check(keys, &sealed)?;
+            }
+            None => {
+                let sealed = codec::new_key_check(keys)?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)",
+                    &[&codec::KEY_CHECK_ROW, &sealed],
+                )
+                .await
+                .db()?;
+            }
+        }
+        let head = Chain::genesis().head_row(keys)?;
+        tx.execute(
+            "INSERT INTO audit_head (id, seq, mac, tag) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+            &[&head.seq, &head.mac, &head.tag],
+        )
+        .await
+        .db()?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.db()?;
+        Ok(())
+    }
+
+    pub(crate) async fn put_object(
+        &self,
+        obj: &ObjectRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let row = ObjectRow::seal(self.keys(), obj)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        insert_object(&tx, &row).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn get_object(&self, id: &ObjectId) -> Result<ObjectRecord, StoreError> {
+        let id = codec::object_id_hex(id);
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
+            ))
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&id])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        object_row(&row, 0)?.open(self.keys())
+    }
+
+    pub(crate) async fn set_object_access(
+        &self,
+        id: &ObjectId,
+        access: &[String],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let id = codec::object_id_hex(id);
+        let sealed = codec::seal_access(self.keys(), &id, access)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached("UPDATE objects SET access = $1 WHERE id = $2")
+            .await
+            .db()?;
+        if tx.execute(&stmt, &[&sealed, &id]).await.db()? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn delete_object(
+        &self,
+        id: &ObjectId,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let id = codec::object_id_hex(id);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        delete_object_row(&tx, &id).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn put_secret(
+        &self,
+        secret: &SecretRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let keys = self.keys();
+        let object = ObjectRow::seal(keys, &secret.object)?;
+        let row = SecretRow::seal(keys, secret)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        insert_object(&tx, &object).await?;
+        let select = tx
+            .prepare_cached(
+                "SELECT object_id, version FROM secrets WHERE name_hash = $1 FOR UPDATE",
+            )
+            .await
+            .db()?;
+        let mut version = None;
+        // At most two rounds: if a concurrent writer creates the name between our SELECT and
+        // INSERT, the INSERT does nothing and the next SELECT sees (and locks) its row.
+        for _ in 0..2 {
+            if let Some(existing) = tx.query_opt(&select, &[&row.name_hash]).await.db()? {
+                let old_object: String = existing.try_get(0).db()?;
+                let old_version: i64 = existing.try_get(1).db()?;
+                let next = codec::u64_from_db(old_version, codec::SECRETS, "version")?
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Internal("secret version exhausted".into()))?;
+                let update = tx
+                    .prepare_cached(
+                        "UPDATE secrets SET name = $2, ciphertext = $3, object_id = $4,
+                                version = $5, owner = $6, updated_at = $7
+                         WHERE name_hash = $1",
+                    )
+                    .await
+                    .db()?;
+                tx.execute(
+                    &update,
+                    &[
+                        &row.name_hash,
+                        &row.name,
+                        &row.ciphertext,
+                        &row.object_id,
+                        &codec::u64_to_db(next)?,
+                        &row.owner,
+                        &row.updated_at,
+                    ],
+                )
+                .await
+                .db()?;
+                // Crypto-shred the previous version: its share is gone.
+                delete_object_row(&tx, &old_object).await?;
+                version = Some(next);
+                break;
+            }
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO secrets (name_hash, name, ciphertext, object_id, version, owner,
+                                          updated_at)
+                     VALUES ($1, $2, $3, $4, 1, $5, $6)
+                     ON CONFLICT (name_hash) DO NOTHING",
+                )
+                .await
+                .db()?;
+            let inserted = tx
+                .execute(
+                    &insert,
+                    &[
+                        &row.name_hash,
+                        &row.name,
+                        &row.ciphertext,
+                        &row.object_id,
+                        &row.owner,
+                        &row.updated_at,
+                    ],
+                )
+                .await
+                .db()?;
+            if inserted == 1 {
+                version = Some(1);
+                break;
+            }
+        }
+        let version = version.ok_or(StoreError::Conflict)?;
+        append(&tx, keys, audit).await?;
+        tx.commit().await.db()?;
+        Ok(version)
+    }
+
+    pub(crate) async fn get_secret(&self, name: &str) -> Result<SecretRecord, StoreError> {
+        let name_hash = codec::secret_name_hash(self.keys(), name);
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT s.name, s.ciphertext, s.version, s.updated_at,
+                        o.id, o.share, o.commitment, o.access, o.owner, o.audience, o.meta,
+                        o.created_at
+                 FROM secrets s JOIN objects o ON o.id = s.object_id
+                 WHERE s.name_hash = $1",
+            )
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&name_hash])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        let name: Vec<u8> = row.try_get(0).db()?;
+        let ciphertext: Vec<u8> = row.try_get(1).db()?;
+        let version: i64 = row.try_get(2).db()?;
+        let updated_at: i64 = row.try_get(3).db()?;
+        let object = object_row(&row, 4)?;
+        codec::open_secret(
+            self.keys(),
+            &name_hash,
+            &name,
+            &ciphertext,
+            version,
+            updated_at,
+            &object,
+        )
+    }
+
+    pub(crate) async fn delete_secret(
+        &self,
+        name: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let name_hash = codec::secret_name_hash(self.keys(), name);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached("DELETE FROM secrets WHERE name_hash = $1 RETURNING object_id")
+            .await
+            .db()?;
+        let object_id: String = tx
+            .query_opt(&stmt, &[&name_hash])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?
+            .try_get(0)
+            .db()?;
+        delete_object_row(&tx, &object_id).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn list_secrets(&self) -> Result<Vec<SecretSummary>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT name_hash, name, version, owner, updated_at FROM secrets")
+            .await
+            .db()?;
+        let rows = client.query(&stmt, &[]).await.db()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let hash: String = r.try_get(0).db()?;
+            let name: Vec<u8> = r.try_get(1).db()?;
+            let version: i64 = r.try_get(2).db()?;
+            let owner: Vec<u8> = r.try_get(3).db()?;
+            let updated_at: i64 = r.try_get(4).db()?;
+            out.push(codec::open_summary(
+                self.keys(),
+                &hash,
+                &name,
+                version,
+                &owner,
+                updated_at,
+            )?);
+        }
+        codec::sort_summaries(&mut out);
+        Ok(out)
+    }
+
+    pub(crate) async fn put_app(
+        &self,
+        app: &AppRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let row = AppRow::seal(self.keys(), app)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO apps (id, name_hash, name, token_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await
+            .db()?;
+        tx.execute(
+            &stmt,
+            &[
+                &row.id,
+                &row.name_hash,
+                &row.name,
+                &row.token_hash,
+                &row.created_at,
+            ],
+        )
+        .await
+        .db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    async fn get_app_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<AppRecord, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT id, name_hash, name, token_hash, created_at FROM apps WHERE {column} = $1"
+            ))
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&value])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        app_row(&row)?.open(self.keys())
+    }
+
+    pub(crate) async fn get_app(&self, id: &str) -> Result<AppRecord, StoreError> {
+        self.get_app_where("id", id).await
+    }
+
+    pub(crate) async fn get_app_by_name(&self, name: &str) -> Result<AppRecord, StoreError> {
+        let hash = codec::app_name_hash(self.keys(), name);
+        self.get_app_where("name_hash", &hash).await
+    }
+
+    pub(crate) async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT id, name_hash, name, token_hash, created_at FROM apps")
+            .await
+            .db()?;
+        let rows = client.query(&stmt, &[]).await.db()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(app_row(r)?.open(self.keys())?);
+        }
+        codec::sort_apps(&mut out);
+        Ok(out)
+    }
+
+    pub(crate) async fn append_audit(&self, audit: &AuditEvent) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let seq = append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()?;
+        Ok(seq)
+    }
+
+    pub(crate) async fn list_audit(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT seq, time, actor, action, target, outcome, detail, mac
+                 FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .await
+            .db()?;
+        let rows = client
+            .query(&stmt, &[&after, &i64::from(limit)])
+            .await
+            .db()?;
+        rows.iter()
+            .map(|r| raw_entry(r).and_then(RawEntry::into_entry))
+            .collect()
+    }
+
+    pub(crate) async fn verify_audit(&self) -> Result<AuditReport, StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot for all pages and the head.
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .db()?;
+        let page = tx
+            .prepare_cached(
+                "SELECT seq, time, actor, action, target, outcome, detail, mac
+                 FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .await
+            .db()?;
+        let mut verifier = Verifier::new(self.keys());
+        let mut after = i64::MIN;
+        loop {
+            let rows = tx.query(&page, &[&after, &VERIFY_PAGE]).await.db()?;
+            for r in &rows {
+                let e = raw_entry(r)?;
+                after = e.seq;
+                verifier.feed(&e);
+            }
+            if rows.len() < usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        let head = tx
+            .query_opt("SELECT seq, mac, tag FROM audit_head WHERE id = 1", &[])
+            .await
+            .db()?
+            .map(|r| head_row(&r))
+            .transpose()?;
+        tx.commit().await.db()?;
+        Ok(verifier.finish(head.as_ref()))
+    }
+}
