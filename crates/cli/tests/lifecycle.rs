@@ -1,9 +1,5 @@
 //! Server lifecycle on the real binary: SIGTERM drains in-flight requests and exits cleanly, and
 //! `daas audit verify` fails (exit ≠ 0, one stderr line) when the stored chain was tampered with.
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test: a failed step should panic with its location"
-)]
 
 mod support;
 
