@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod b64;
 pub mod commit;
 pub mod envelope;
 pub mod error;
 pub mod labels;
+pub mod prf;
 pub mod random;
 pub mod secret;
 pub mod shamir;
