@@ -73,10 +73,14 @@ pub enum OperatorCmd {
     },
     /// Submit one unseal share; prints {"sealed", "progress", "threshold"}
     Unseal {
-        /// The unseal share (daas:unseal:v1:…); read from stdin when omitted, which keeps it out
-        /// of the process list and shell history
+        /// The unseal share (daas:unseal:v1:…); other local users can see it in the process
+        /// list and it stays in shell history: prefer --share-file, or stdin (read when both
+        /// are omitted)
         #[arg(value_name = "SHARE")]
         share: Option<String>,
+        /// Read the unseal share from FILE
+        #[arg(long, value_name = "FILE", conflicts_with = "share")]
+        share_file: Option<PathBuf>,
     },
 }
 
@@ -107,11 +111,32 @@ pub struct EncryptArgs {
     pub local: bool,
 }
 
+/// The environment variable holding the share when neither `--share` nor `--share-file` is given.
+pub const SHARE_ENV: &str = "DAAS_SHARE";
+
+const SHARE_SOURCES: &str = "The share comes from --share, from --share-file, or (when neither is \
+given) from the DAAS_SHARE environment variable.";
+
+/// Where a share comes from: `--share S`, `--share-file FILE` or `$DAAS_SHARE`, in that order.
+/// The value of `--share` is visible to every local user (`ps`, `/proc`) and lands in shell
+/// history, so the other two are the safe ways.
 #[derive(Debug, Args)]
-pub struct DecryptArgs {
-    /// The share printed by `daas encrypt` (daas:share:v1:…)
+pub struct ShareArgs {
+    /// The share (daas:share:v1:…); other local users can see it in the process list and it
+    /// stays in shell history: prefer --share-file or DAAS_SHARE
     #[arg(long, value_name = "SHARE")]
-    pub share: String,
+    pub share: Option<String>,
+    /// Read the share from FILE
+    #[arg(long, value_name = "FILE", conflicts_with = "share")]
+    pub share_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = SHARE_SOURCES)]
+pub struct DecryptArgs {
+    // The share printed by `daas encrypt`.
+    #[command(flatten)]
+    pub share: ShareArgs,
     /// Read the ciphertext from FILE instead of stdin
     #[arg(long = "in", value_name = "FILE")]
     pub input: Option<PathBuf>,
@@ -131,11 +156,12 @@ pub enum SecretCmd {
         input: Option<PathBuf>,
     },
     /// Write a secret's raw value to stdout
+    #[command(after_help = SHARE_SOURCES)]
     Get {
         name: String,
-        /// The share printed by `daas secret put`
-        #[arg(long, value_name = "SHARE")]
-        share: String,
+        // The share printed by `daas secret put`.
+        #[command(flatten)]
+        share: ShareArgs,
     },
     /// Delete a secret
     Delete { name: String },
@@ -289,6 +315,20 @@ mod tests {
                 "--local",
             ],
             &["daas", "decrypt", "--share", "s", "--in", "f", "--local"],
+            // The share may also come from a file or DAAS_SHARE (checked after parsing).
+            &["daas", "decrypt"],
+            &[
+                "daas",
+                "decrypt",
+                "--share-file",
+                "f",
+                "--in",
+                "f",
+                "--local",
+            ],
+            &["daas", "secret", "get", "db/pw", "--share-file", "f"],
+            &["daas", "operator", "unseal", "--share-file", "f"],
+            &["daas", "operator", "unseal"],
             &["daas", "secret", "put", "db/pw", "--in", "f"],
             &["daas", "secret", "get", "db/pw", "--share", "s"],
             &["daas", "secret", "delete", "db/pw"],
@@ -321,8 +361,20 @@ mod tests {
         let bad = [
             &["daas", "server"][..],
             &["daas", "server", "--dev", "--config", "x"],
-            &["daas", "decrypt"],
             &["daas", "bench", "safe", "--connections", "0"],
+            &["daas", "decrypt", "--share", "s", "--share-file", "f"],
+            &[
+                "daas",
+                "secret",
+                "get",
+                "n",
+                "--share",
+                "s",
+                "--share-file",
+                "f",
+            ],
+            &["daas", "operator", "unseal", "s", "--share-file", "f"],
+            &["daas", "decrypt", "daas:share:v1:x"],
         ];
         for argv in bad {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");

@@ -34,6 +34,25 @@ pub fn read_text(path: Option<&Path>, what: &str) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
+/// Largest file a share or token is read from (a share is about 100 characters).
+pub const MAX_SECRET_FILE: usize = 64 * 1024;
+
+/// Read a share from FILE: UTF-8, surrounding whitespace trimmed, not empty. Errors name the
+/// file, never its content.
+pub fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the {what} file {}", path.display()))?;
+    let bytes = read_all(file, MAX_SECRET_FILE)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("the {what} file {} is not UTF-8 text", path.display()))?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
 pub fn read_all(mut reader: impl Read, limit: usize) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(vec![0u8; 8 * 1024]);
     let mut len = 0;
@@ -137,6 +156,22 @@ mod tests {
             std::str::from_utf8(&out).unwrap_or_default(),
             "{\"ciphertext\": \"daas:v1:x\", \"share\": \"daas:share:v1:y\", \"list\": [1, 2], \"nested\": {\"a\": null}}\n"
         );
+    }
+
+    #[test]
+    fn secret_files_are_trimmed_and_checked() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("share");
+        std::fs::write(&path, "  daas:share:v1:abc\n").unwrap_or_else(|e| panic!("{e}"));
+        let got = read_secret_file(&path, "share").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.as_str(), "daas:share:v1:abc");
+        std::fs::write(&path, " \n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_secret_file(&path, "share").is_err());
+        std::fs::write(&path, [0xff, 0xfe]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_secret_file(&path, "share").is_err());
+        std::fs::write(&path, vec![b'a'; MAX_SECRET_FILE + 1]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_secret_file(&path, "share").is_err());
+        assert!(read_secret_file(&dir.path().join("missing"), "share").is_err());
     }
 
     #[test]

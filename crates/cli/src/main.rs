@@ -22,8 +22,8 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{
-    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, OperatorCmd, SecretCmd,
-    ServerArgs,
+    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, OperatorCmd, SHARE_ENV,
+    SecretCmd, ServerArgs, ShareArgs,
 };
 
 fn main() -> ExitCode {
@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
+    if let Some(e) = missing_share(&cli.command, std::env::var_os(SHARE_ENV).as_deref()) {
+        return clap_error(&e);
+    }
     init_tracing(matches!(cli.command, Command::Server(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,7 +55,9 @@ fn main() -> ExitCode {
 }
 
 /// `--help`/`--version` go to stdout as clap renders them; every usage error becomes one line
-/// on stderr and exit code 2.
+/// on stderr and exit code 2. Errors whose clap wording would quote what was typed (an unknown
+/// argument, a bad value) get our own line naming only the option: what was typed may be a share
+/// or a token pasted in the wrong place, and stderr ends up in terminals, CI logs and bug reports.
 fn clap_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let text = e.render().to_string();
@@ -71,7 +76,13 @@ fn clap_error(e: &clap::Error) -> ExitCode {
             eprintln!("error: a subcommand is required: {usage} (see '{cmd} --help')");
             ExitCode::from(2)
         }
-        _ => {
+        // clap's wording of these names arguments and counts, never a typed value.
+        ErrorKind::MissingRequiredArgument
+        | ErrorKind::ArgumentConflict
+        | ErrorKind::MissingSubcommand
+        | ErrorKind::NoEquals
+        | ErrorKind::WrongNumberOfValues
+        | ErrorKind::TooFewValues => {
             // The first paragraph of clap's message, on one line, without its `error:` prefix.
             let paragraph: Vec<&str> = text
                 .lines()
@@ -88,6 +99,112 @@ fn clap_error(e: &clap::Error) -> ExitCode {
             };
             eprintln!("error: {msg} (see 'daas --help')");
             ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("error: {} (see 'daas --help')", redacted_usage_error(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A usage error in our words, without the value that was typed.
+fn redacted_usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let string = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let arg = string(ContextKind::InvalidArg);
+    let hidden = "not shown: it may be a secret";
+    match e.kind() {
+        ErrorKind::UnknownArgument => match arg.and_then(flag_name) {
+            Some(flag) => {
+                let hint = match string(ContextKind::SuggestedArg).and_then(flag_name) {
+                    Some(s) => format!(" (did you mean '{s}'?)"),
+                    None => String::new(),
+                };
+                format!("unexpected argument '{flag}'{hint}")
+            }
+            None => format!("unexpected argument ({hidden})"),
+        },
+        ErrorKind::InvalidSubcommand => format!("unrecognized subcommand ({hidden})"),
+        ErrorKind::InvalidValue if string(ContextKind::InvalidValue) == Some("") => {
+            format!("a value is required for '{}'", arg.unwrap_or("an option"))
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let possible = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) if !v.is_empty() => {
+                    format!(" [possible values: {}]", v.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "invalid value for '{}' ({hidden}){possible}",
+                arg.unwrap_or("an argument")
+            )
+        }
+        ErrorKind::TooManyValues => format!(
+            "too many values for '{}' ({hidden})",
+            arg.unwrap_or("an argument")
+        ),
+        ErrorKind::InvalidUtf8 => "an argument is not valid UTF-8".to_owned(),
+        _ => "invalid arguments".to_owned(),
+    }
+}
+
+/// `--name` / `-n` of an unknown option (any `=value` dropped), or `None` when the text does
+/// not look like an option name: then it is not shown at all.
+fn flag_name(arg: &str) -> Option<&str> {
+    let name = arg.split('=').next().unwrap_or_default();
+    let bare = name.strip_prefix("--").or_else(|| name.strip_prefix('-'))?;
+    let plausible = (1..=32).contains(&bare.len())
+        && bare.starts_with(|c: char| c.is_ascii_alphabetic())
+        && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    plausible.then_some(name)
+}
+
+/// `decrypt` and `secret get` need a share from `--share`, `--share-file` or `DAAS_SHARE`; none
+/// of them is a usage error (exit 2), like a missing required option.
+fn missing_share(command: &Command, env: Option<&std::ffi::OsStr>) -> Option<clap::Error> {
+    let (args, cmd) = match command {
+        Command::Decrypt(a) => (&a.share, "daas decrypt"),
+        Command::Secret(SecretCmd::Get { share, .. }) => (share, "daas secret get"),
+        _ => return None,
+    };
+    let from_env = env.is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+    if args.share.is_some() || args.share_file.is_some() || from_env {
+        return None;
+    }
+    Some(clap::Error::raw(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        format!(
+            "{cmd} needs the share: --share-file FILE, the {SHARE_ENV} environment variable, \
+             or --share SHARE\n"
+        ),
+    ))
+}
+
+/// The share of `decrypt` / `secret get`: `--share`, else `--share-file`, else `$DAAS_SHARE`.
+fn share_from(args: ShareArgs) -> Result<SecretString> {
+    if let Some(share) = args.share {
+        return Ok(SecretString::new(share));
+    }
+    if let Some(path) = args.share_file {
+        let mut text = io::read_secret_file(&path, "share")?;
+        return Ok(SecretString::new(std::mem::take(&mut *text)));
+    }
+    match std::env::var(SHARE_ENV) {
+        Ok(value) => {
+            let value = Zeroizing::new(value);
+            let trimmed = value.trim();
+            if trimmed.is_empty() {
+                bail!("{SHARE_ENV} is empty: give the share with --share-file FILE or {SHARE_ENV}");
+            }
+            Ok(SecretString::new(trimmed.to_owned()))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{SHARE_ENV} is not valid UTF-8 text"),
+        Err(std::env::VarError::NotPresent) => {
+            bail!("no share given: use --share-file FILE, {SHARE_ENV} or --share SHARE")
         }
     }
 }
@@ -280,10 +397,17 @@ async fn operator(cmd: OperatorCmd) -> Result<()> {
             init.admin_token.zeroize();
             printed
         }
-        OperatorCmd::Unseal { share } => {
-            let share = match share {
-                Some(s) => SecretString::new(s),
-                None => SecretString::new(io::read_text(None, "unseal share")?.to_string()),
+        OperatorCmd::Unseal { share, share_file } => {
+            let share = match (share, share_file) {
+                (Some(s), _) => SecretString::new(s),
+                (None, Some(path)) => {
+                    let mut text = io::read_secret_file(&path, "unseal share")?;
+                    SecretString::new(std::mem::take(&mut *text))
+                }
+                (None, None) => {
+                    let mut text = io::read_text(None, "unseal share")?;
+                    SecretString::new(std::mem::take(&mut *text))
+                }
             };
             // The share is the credential: no token is sent to a sealed server.
             let client = Client::unauthenticated_from_env()?;
@@ -354,8 +478,8 @@ async fn encrypt(args: EncryptArgs) -> Result<()> {
 
 async fn decrypt(args: DecryptArgs) -> Result<()> {
     let client = client()?;
+    let share = share_from(args.share)?;
     let ciphertext = io::read_text(args.input.as_deref(), "ciphertext")?;
-    let share = SecretString::new(args.share);
     let plaintext = if args.local {
         client.decrypt_local(&ciphertext, &share).await?
     } else {
@@ -382,7 +506,7 @@ async fn secret(cmd: SecretCmd) -> Result<()> {
             })
         }
         SecretCmd::Get { name, share } => {
-            let share = SecretString::new(share);
+            let share = share_from(share)?;
             let value = client.secret_get(&name, &share).await?;
             io::write_stdout(&value.value)
         }

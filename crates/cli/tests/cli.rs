@@ -148,11 +148,14 @@ fn roundtrip_server_and_client_mode() {
         }
     }
 
-    // Client-mode ciphertexts also open in server mode (the server combines t1 with t2) ...
+    // Client mode is end to end: the server refuses to combine the shares of a client-mode
+    // object, with a clear pointer to --local ...
     let (c, s) = encrypt(&srv, &t, &["--local", "--audience", "billing"], b"e2e");
-    assert_eq!(
-        decrypt(&srv, &t, &c, &s, false).expect_ok("server-mode decrypt of a client-mode object"),
-        b"e2e"
+    let msg = decrypt(&srv, &t, &c, &s, false)
+        .expect_failure("server-mode decrypt of a client-mode object");
+    assert!(
+        msg.contains("client mode") && msg.contains("daas decrypt --local"),
+        "{msg}"
     );
     assert_eq!(
         decrypt(&srv, &t, &c, &s, true).expect_ok("local decrypt with audience"),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use daas_store::AppRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{APP_TOKEN_PREFIX, Caller};
+use crate::auth::{APP_TOKEN_PREFIX, Caller, forget_unknown_app};
 use crate::error::{ApiError, internal};
 use crate::extract::{ApiJson, b64u, now_ms, valid_app_name};
 use crate::state::{AppState, event};
@@ -20,12 +20,13 @@ pub fn admin_only(caller: &Caller) -> Result<(), ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRequest {
+pub(crate) struct CreateRequest {
     name: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct CreateResponse {
+/// Holds the app's token: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct CreateResponse {
     id: String,
     name: String,
     principal: String,
@@ -33,7 +34,7 @@ pub struct CreateResponse {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AppSummary {
+pub(crate) struct AppSummary {
     id: String,
     name: String,
     principal: String,
@@ -75,6 +76,7 @@ pub async fn create(
             ),
         )
         .await?;
+    forget_unknown_app(&engine, &record.id);
     Ok((
         StatusCode::CREATED,
         Json(CreateResponse {
@@ -87,7 +89,7 @@ pub async fn create(
 }
 
 #[derive(Debug, Serialize)]
-pub struct ListResponse {
+pub(crate) struct ListResponse {
     apps: Vec<AppSummary>,
 }
 

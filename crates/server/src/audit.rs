@@ -10,13 +10,13 @@ use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     after: Option<u64>,
     limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ListResponse {
+pub(crate) struct ListResponse {
     entries: Vec<daas_store::AuditEntry>,
 }
 
@@ -40,7 +40,7 @@ pub async fn list(
 }
 
 #[derive(Debug, Serialize)]
-pub struct VerifyResponse {
+pub(crate) struct VerifyResponse {
     entries: u64,
     head: Option<String>,
     first_broken: Option<u64>,

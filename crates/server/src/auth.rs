@@ -1,9 +1,12 @@
 //! Caller authentication: `Authorization: Bearer <admin token | app token>`.
 //! Failures are opaque to the client (one 401) and precise in the audit log.
 use std::fmt;
+use std::sync::PoisonError;
+use std::time::Instant;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use daas_store::AppRecord;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -13,6 +16,54 @@ pub const APP_TOKEN_PREFIX: &str = "daas_app_";
 pub const ADMIN_TOKEN_PREFIX: &str = "daas_admin_";
 /// Longest token we look at; anything longer is rejected before hashing or DB access.
 const MAX_TOKEN_LEN: usize = 256;
+/// At most this many unknown app ids are remembered; the set is cleared when it is full.
+pub const UNKNOWN_APPS_MAX: usize = 10_000;
+/// `auth.failure` audit rows: a token bucket of this many rows ...
+pub const AUTH_FAILURE_AUDIT_BURST: f64 = 100.0;
+/// ... refilled at this many rows per second.
+pub const AUTH_FAILURE_AUDIT_PER_SEC: f64 = 20.0;
+
+/// Rate limit for `auth.failure` audit rows. Unauthenticated callers cannot grow the audit log
+/// faster than the bucket allows; failures beyond it are counted and the count is carried by the
+/// next row written, so the log stays complete in number, and precise while within the budget.
+#[derive(Debug)]
+pub struct FailureBudget {
+    tokens: f64,
+    last: Instant,
+    /// Failures since the last written row that were not itemised.
+    suppressed: u64,
+}
+
+impl FailureBudget {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            tokens: AUTH_FAILURE_AUDIT_BURST,
+            last: now,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: write this failure's row, noting `n` earlier failures that were not itemised.
+    /// `None`: over budget; the failure is only counted.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens =
+            (self.tokens + elapsed * AUTH_FAILURE_AUDIT_PER_SEC).min(AUTH_FAILURE_AUDIT_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+            None
+        }
+    }
+
+    /// A row that should have carried `n` failures could not be written: count them again.
+    fn restore(&mut self, n: u64) {
+        self.suppressed = self.suppressed.saturating_add(n);
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -103,31 +154,109 @@ async fn verify(
         return Ok(Err(Failure::Malformed));
     }
     let app_id = format!("app_{id}");
-    let cached = engine
-        .apps
-        .lock()
-        .ok()
-        .and_then(|apps| apps.get(&app_id).cloned());
-    let app = match cached {
-        Some(app) => app,
-        None => match engine.store.get_app(&app_id).await {
-            Ok(app) => {
-                if let Ok(mut apps) = engine.apps.lock() {
-                    apps.insert(app_id.clone(), app.clone());
-                }
-                app
-            }
-            Err(daas_store::StoreError::NotFound) => return Ok(Err(Failure::UnknownApp)),
-            Err(e) => return Err(e.into()),
-        },
-    };
+    // The same keyed hash for every well-formed app token, before we know whether the id exists:
+    // the time taken does not tell a caller whether it guessed an existing app id.
     let presented = engine.keys.lookup("app-token", token.as_bytes());
+    let Some(app) = find_app(engine, &app_id).await? else {
+        let same_work: bool = presented.as_bytes().ct_eq(presented.as_bytes()).into();
+        std::hint::black_box(same_work);
+        return Ok(Err(Failure::UnknownApp));
+    };
     let ok: bool = presented.as_bytes().ct_eq(app.token_hash.as_bytes()).into();
     Ok(if ok {
         Ok(Principal::App(app.name))
     } else {
         Err(Failure::WrongSecret)
     })
+}
+
+/// The app with this id: from the cache of known apps, else (unless the id is remembered as
+/// unknown) from the store. Unknown ids are remembered so that repeated bogus tokens naming them
+/// do not reach the database.
+async fn find_app(engine: &Engine, app_id: &str) -> Result<Option<AppRecord>, ApiError> {
+    if let Some(app) = engine
+        .apps
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(app_id)
+    {
+        return Ok(Some(app.clone()));
+    }
+    if engine
+        .unknown_apps
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(app_id)
+    {
+        return Ok(None);
+    }
+    match engine.store.get_app(app_id).await {
+        Ok(app) => {
+            engine
+                .apps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(app_id.to_owned(), app.clone());
+            Ok(Some(app))
+        }
+        Err(daas_store::StoreError::NotFound) => {
+            let mut unknown = engine
+                .unknown_apps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if unknown.len() >= UNKNOWN_APPS_MAX {
+                unknown.clear();
+            }
+            unknown.insert(app_id.to_owned());
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A new app's id must not stay remembered as unknown (ids are random, so this is belt and
+/// braces).
+pub fn forget_unknown_app(engine: &Engine, app_id: &str) {
+    engine
+        .unknown_apps
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(app_id);
+}
+
+/// Write the `auth.failure` row for this failure if the budget allows; otherwise count it.
+async fn audit_auth_failure(engine: &Engine, route: &str, failure: Failure) {
+    let admitted = engine
+        .auth_failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(Instant::now());
+    let Some(earlier) = admitted else {
+        tracing::debug!(
+            detail = failure.detail(),
+            "auth failure counted, not itemised (audit budget exhausted)"
+        );
+        return;
+    };
+    let detail = if earlier == 0 {
+        failure.detail().to_owned()
+    } else {
+        format!(
+            "{} ({earlier} earlier failures not itemised)",
+            failure.detail()
+        )
+    };
+    let written = engine
+        .audit("anonymous", "auth.failure", route, "denied", &detail)
+        .await;
+    if written.is_err() {
+        // Best effort, as for every failing request, but keep the count.
+        engine
+            .auth_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .restore(earlier.saturating_add(1));
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -155,17 +284,42 @@ impl FromRequestParts<AppState> for Caller {
                     .take(3)
                     .collect::<Vec<_>>()
                     .join("/");
-                engine
-                    .audit_failure(
-                        "anonymous",
-                        "auth.failure",
-                        &route,
-                        "denied",
-                        failure.detail(),
-                    )
-                    .await;
+                audit_auth_failure(&engine, &route, failure).await;
                 Err(ApiError::Unauthenticated)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn failure_budget_itemises_a_burst_then_counts_and_reports_the_rest() {
+        let t0 = Instant::now();
+        let mut b = FailureBudget::new(t0);
+        for _ in 0..100 {
+            assert_eq!(b.admit(t0), Some(0));
+        }
+        for _ in 0..7 {
+            assert_eq!(b.admit(t0), None);
+        }
+        // 20 rows per second: after 60 ms there is room for one row, carrying the 7.
+        let t1 = t0 + Duration::from_millis(60);
+        assert_eq!(b.admit(t1), Some(7));
+        assert_eq!(b.admit(t1), None);
+        b.restore(3);
+        let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!(b.admit(t2), Some(4));
+        // Refill is capped at the burst.
+        for _ in 0..99 {
+            assert_eq!(b.admit(t2), Some(0));
+        }
+        assert_eq!(b.admit(t2), None);
+        // A clock that goes backwards does not refill or panic.
+        assert_eq!(b.admit(t0), None);
     }
 }

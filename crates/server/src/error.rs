@@ -13,6 +13,8 @@ pub enum ApiError {
     UnsupportedVersion,
     InvalidShare,
     DecryptionFailed,
+    /// `POST /v1/safe/decrypt` of an object deposited in client mode (decrypt it locally).
+    ClientModeObject,
     Unauthenticated,
     Forbidden,
     NotFound,
@@ -32,7 +34,8 @@ impl ApiError {
             | Self::InvalidCiphertext
             | Self::UnsupportedVersion
             | Self::InvalidShare
-            | Self::DecryptionFailed => StatusCode::BAD_REQUEST,
+            | Self::DecryptionFailed
+            | Self::ClientModeObject => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -52,6 +55,7 @@ impl ApiError {
             Self::UnsupportedVersion => "unsupported_version",
             Self::InvalidShare => "invalid_share",
             Self::DecryptionFailed => "decryption_failed",
+            Self::ClientModeObject => "client_mode_object",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
@@ -72,6 +76,9 @@ impl ApiError {
             Self::UnsupportedVersion => "unsupported envelope or share version".into(),
             Self::InvalidShare => "the share is invalid or belongs to another object".into(),
             Self::DecryptionFailed => "the ciphertext and share do not decrypt together".into(),
+            Self::ClientModeObject => "this object was encrypted in client mode; decrypt it \
+                                       locally (daas decrypt --local)"
+                .into(),
             Self::Unauthenticated => "missing or invalid credentials".into(),
             Self::Forbidden => "the caller is not allowed to do this".into(),
             Self::NotFound => "not found".into(),

@@ -128,9 +128,59 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Compile-time probe for tests: does `T` implement `Debug`? (An inherent method applies only
+/// when `T: Debug`; otherwise method resolution falls back to the `NoDebug` trait's method.)
+#[cfg(test)]
+pub(crate) struct DebugProbe<T>(pub std::marker::PhantomData<T>);
+
+#[cfg(test)]
+pub(crate) trait NoDebug {
+    fn implements_debug(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+impl<T> NoDebug for DebugProbe<T> {}
+
+#[cfg(test)]
+impl<T: std::fmt::Debug> DebugProbe<T> {
+    pub(crate) fn implements_debug(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::marker::PhantomData;
+
     use super::*;
+
+    /// Bodies holding plaintext, values, shares or tokens must never be printable with `{:?}`
+    /// (a stray `tracing::debug!(?req)` would log them).
+    #[test]
+    fn secret_bearing_bodies_have_no_debug() {
+        macro_rules! debug {
+            ($t:ty) => {
+                DebugProbe::<$t>(PhantomData).implements_debug()
+            };
+        }
+        // The probe works both ways.
+        assert!(debug!(crate::safe::ObjectMeta));
+        assert!(debug!(crate::sys::UnsealStatus));
+        assert!(!debug!(crate::safe::EncryptRequest));
+        assert!(!debug!(crate::safe::EncryptResponse));
+        assert!(!debug!(crate::safe::DecryptRequest));
+        assert!(!debug!(crate::safe::DecryptResponse));
+        assert!(!debug!(crate::safe::DepositRequest));
+        assert!(!debug!(crate::safe::ShareResponse));
+        assert!(!debug!(crate::safe::Sealed));
+        assert!(!debug!(crate::secrets::PutRequest));
+        assert!(!debug!(crate::secrets::PutResponse));
+        assert!(!debug!(crate::secrets::GetResponse));
+        assert!(!debug!(crate::apps::CreateResponse));
+        assert!(!debug!(crate::sys::UnsealRequest));
+    }
 
     #[test]
     fn names() {

@@ -66,21 +66,61 @@ use zeroize::Zeroizing;
 pub use error::ApiError;
 pub use router::{ROUTES, router};
 pub use state::{AppState, Engine};
-pub use sys::OPENAPI;
+pub use sys::{OPENAPI, unseal_share_check};
 
 /// Default request body limit (1 MiB); larger bodies get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long in-flight requests may run after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Connection and request limits of the HTTPS listener. `Default` is what `daas server` uses;
+/// tests shorten the timeouts through [`run_dev_with`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeLimits {
+    /// Open connections at most; a connection over the cap is closed before the TLS handshake.
+    pub max_connections: usize,
+    /// Deadline of the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Deadline for a complete HTTP/1 request head (also between keep-alive requests, and for
+    /// the first bytes after the handshake, whatever the protocol).
+    pub header_read_timeout: Duration,
+    /// Deadline of a whole request: reading its body, handling it, producing the response.
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are refused at once (`503 unavailable`), not queued.
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive: ping an idle connection this often ...
+    pub h2_keep_alive_interval: Duration,
+    /// ... and close it when a ping is not answered within this.
+    pub h2_keep_alive_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
+            h2_max_concurrent_streams: 100,
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 fn config_err(msg: impl Into<String>) -> ServerError {
     ServerError::Config(msg.into())
 }
 
-/// Read the 32-byte key at `path`, or create it (0600) from the CSPRNG.
+/// Read the 32-byte key at `path` (refused unless a private file of ours), or create it (0600)
+/// from the CSPRNG.
 fn load_or_create_key(path: &Path) -> Result<Key256, ServerError> {
-    if path.exists() {
-        let bytes = Zeroizing::new(files::read_file(path)?);
+    if files::exists(path) {
+        let bytes = Zeroizing::new(files::read_private(path)?);
         return Key256::from_slice(&bytes)
             .map_err(|_| config_err(format!("{} is not a 32-byte key", path.display())));
     }
@@ -99,8 +139,8 @@ fn new_admin_token() -> Result<Zeroizing<String>, ServerError> {
 }
 
 fn load_or_create_admin_token(path: &Path) -> Result<Zeroizing<String>, ServerError> {
-    if path.exists() {
-        let bytes = Zeroizing::new(files::read_file(path)?);
+    if files::exists(path) {
+        let bytes = Zeroizing::new(files::read_private(path)?);
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| config_err(format!("{} is not utf-8", path.display())))?;
         return Ok(Zeroizing::new(text.trim().to_owned()));
@@ -140,6 +180,40 @@ async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with(listener, tls, state, &ServeLimits::default(), shutdown).await
+}
+
+/// The answer to a request that hit the request timeout or was shed under load (these never
+/// reach the router, so they get its `no-store` here).
+async fn limit_error(err: tower::BoxError) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut response = if err.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!("request timed out");
+        // Not `unavailable` ("nothing was changed"): a write may or may not have been applied.
+        let body = serde_json::json!({
+            "error": {"code": "timeout", "message": "the request took too long"}
+        });
+        (http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        tracing::warn!("overloaded: request refused");
+        ApiError::Unavailable.into_response()
+    } else {
+        error::internal(err).into_response()
+    };
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn serve_with(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    limits: &ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
     tokio::spawn(async move {
@@ -152,17 +226,41 @@ async fn serve(
         source,
     })?;
     tracing::info!(addr = %local, "listening (https only)");
-    axum_server::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )
-    .handle(handle)
-    .serve(router(state).into_make_service())
-    .await
-    .map_err(|source| ServerError::Io {
-        path: PathBuf::from(local.to_string()),
-        source,
-    })
+    let acceptor = tls::GuardedAcceptor::new(
+        tls,
+        limits.max_connections,
+        limits.tls_handshake_timeout,
+        limits.header_read_timeout,
+    );
+    // Whole-router layers (one semaphore for the server, not one per route): shed when
+    // `max_concurrent_requests` are in flight, bound each request's time, answer both in JSON.
+    let app = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(limit_error))
+        .load_shed()
+        .concurrency_limit(limits.max_concurrent_requests)
+        .timeout(limits.request_timeout)
+        .service(router(state));
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
+        .handle(handle);
+    let builder = server.http_builder();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .keep_alive_interval(limits.h2_keep_alive_interval)
+        .keep_alive_timeout(limits.h2_keep_alive_timeout);
+    server
+        .serve(axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .await
+        .map_err(|source| ServerError::Io {
+            path: PathBuf::from(local.to_string()),
+            source,
+        })
 }
 
 /// Prepare the dev data dir (storage key, CA, listener cert, admin token — created on first run,
@@ -170,6 +268,16 @@ async fn serve(
 /// and serve until `shutdown` resolves (graceful: in-flight requests finish).
 pub async fn run_dev(
     opts: DevOptions,
+    on_ready: impl FnOnce(&DevEnvironment) + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_dev_with(opts, ServeLimits::default(), on_ready, shutdown).await
+}
+
+/// [`run_dev`] with explicit connection and request limits.
+pub async fn run_dev_with(
+    opts: DevOptions,
+    limits: ServeLimits,
     on_ready: impl FnOnce(&DevEnvironment) + Send,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -209,7 +317,7 @@ pub async fn run_dev(
     ));
     files::write_private(&data_dir.join("env"), exports.as_bytes())?;
     on_ready(&env);
-    serve(listener, tls, state, shutdown).await
+    serve_with(listener, tls, state, &limits, shutdown).await
 }
 
 /// The production configuration file (TOML).
@@ -266,6 +374,9 @@ struct SealFile {
     key_check: String,
     /// hex SHA-256 of the admin token
     admin_token_sha256: String,
+    /// share index -> hex of `sys::unseal_share_check(share)`: each unseal share proves itself
+    #[serde(default)]
+    share_checks: std::collections::BTreeMap<String, String>,
 }
 
 fn hex32(field: &str, text: &str) -> Result<[u8; 32], ServerError> {
@@ -310,6 +421,7 @@ pub fn operator_init(
         shares,
         key_check: hex::encode(storage::key_check(&master)),
         admin_token_sha256: hex::encode(auth::sha256(token.as_bytes())),
+        share_checks: sys::encode_share_checks(&parts),
     };
     let (_tls, cacert) = config.tls()?;
     let json = serde_json::to_vec_pretty(&seal).map_err(|e| config_err(e.to_string()))?;
@@ -329,6 +441,8 @@ pub async fn run_config(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let config = FileConfig::load(&config_path)?;
+    // The data dir holds seal.json and possibly the CA key: refuse one others can read or plant in.
+    files::ensure_private_dir(&config.data_dir)?;
     let seal_path = config.data_dir.join("seal.json");
     let seal_text = files::read_file(&seal_path).map_err(|_| {
         config_err(format!(
@@ -344,6 +458,8 @@ pub async fn run_config(
             key_check: hex32("key_check", &seal.key_check)?,
             store_url: config.store_url()?,
             admin_token_sha256: hex32("admin_token_sha256", &seal.admin_token_sha256)?,
+            share_checks: sys::decode_share_checks(&seal.share_checks, seal.shares)
+                .map_err(config_err)?,
             pending: tokio::sync::Mutex::new(Vec::new()),
         },
         config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),

@@ -21,15 +21,35 @@ use crate::state::{AppState, Engine, event};
 
 pub const KEY_VERSION: u32 = 1;
 
+/// Audiences starting with this are reserved for the objects backing stored secrets
+/// (`secrets.rs`). Such objects are reachable only through `/v1/secrets/*`: every
+/// `/v1/safe/objects/{id}*` route and `/v1/safe/decrypt` answer `404` for them.
+pub(crate) const SECRET_AUDIENCE_PREFIX: &str = "secret:";
+
+fn is_secret_backed(record: &ObjectRecord) -> bool {
+    record.audience.starts_with(SECRET_AUDIENCE_PREFIX)
+}
+
+/// A caller-chosen audience: validated, and never in the reserved `secret:` space.
+fn caller_audience(requested: Option<String>) -> Result<String, ApiError> {
+    let audience = audience(requested)?;
+    if audience.starts_with(SECRET_AUDIENCE_PREFIX) {
+        return Err(ApiError::Malformed(format!(
+            "audiences starting with {SECRET_AUDIENCE_PREFIX:?} are reserved for stored secrets"
+        )));
+    }
+    Ok(audience)
+}
+
 /// A freshly sealed object: the record to store, the envelope and the caller's share.
-pub struct Sealed {
+pub(crate) struct Sealed {
     pub record: ObjectRecord,
     pub envelope: Envelope,
     pub client_share: Share,
 }
 
 /// Server-mode seal: the only place a server-generated object key exists, and only for this call.
-pub fn seal_new(
+pub(crate) fn seal_new(
     owner: &str,
     audience: String,
     access: Vec<String>,
@@ -73,7 +93,7 @@ pub fn seal_new(
 
 /// Parse untrusted ciphertext and share text and check they name the same object, before any
 /// storage access or crypto.
-pub fn parse_pair(ciphertext: &str, share: &str) -> Result<(Envelope, Share), ApiError> {
+pub(crate) fn parse_pair(ciphertext: &str, share: &str) -> Result<(Envelope, Share), ApiError> {
     let (ciphertext, share) = (ciphertext.trim(), share.trim());
     let envelope = Envelope::parse(ciphertext).map_err(|e| envelope_error(e, ciphertext))?;
     let share = Share::parse(share).map_err(|e| share_error(e, share))?;
@@ -85,7 +105,7 @@ pub fn parse_pair(ciphertext: &str, share: &str) -> Result<(Envelope, Share), Ap
 
 /// Combine `t1` with the stored `t2`, check the key commitment, open. Every failure is the same
 /// opaque `DecryptionFailed` to the client.
-pub fn open_with(
+pub(crate) fn open_with(
     record: &ObjectRecord,
     envelope: &Envelope,
     share: &Share,
@@ -113,16 +133,18 @@ fn may_manage(caller: &Caller, record: &ObjectRecord) -> bool {
     caller.principal.is_admin() || record.owner == caller.name
 }
 
-#[derive(Debug, Deserialize)]
+/// Holds plaintext: no `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EncryptRequest {
+pub(crate) struct EncryptRequest {
     plaintext: String,
     audience: Option<String>,
     access: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct EncryptResponse {
+/// Holds the caller's share: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct EncryptResponse {
     object_id: String,
     ciphertext: String,
     share: String,
@@ -135,7 +157,7 @@ pub async fn encrypt(
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let engine = state.engine()?;
     let plaintext = b64u_secret("plaintext", &req.plaintext)?;
-    let audience = audience(req.audience)?;
+    let audience = caller_audience(req.audience)?;
     let access = access_list(&caller.name, req.access.as_deref())?;
     let sealed = seal_new(&caller.name, audience, access, &plaintext)?;
     drop(plaintext);
@@ -154,15 +176,17 @@ pub async fn encrypt(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Holds a share: no `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DecryptRequest {
+pub(crate) struct DecryptRequest {
     ciphertext: String,
     share: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct DecryptResponse {
+/// Holds plaintext: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct DecryptResponse {
     plaintext: String,
 }
 
@@ -175,6 +199,19 @@ pub async fn decrypt(
     let (envelope, share) = parse_pair(&req.ciphertext, &req.share)?;
     let id = envelope.object_id.to_hex();
     let record = load_for_read(&engine, &caller, &envelope.object_id, "safe.decrypt").await?;
+    if record.mode == ObjectMode::Client {
+        // Client mode means end-to-end: the server must not be the one combining the shares.
+        engine
+            .audit_failure(
+                &caller.name,
+                "safe.decrypt",
+                &id,
+                "refused",
+                "client-mode object: decrypt locally",
+            )
+            .await;
+        return Err(ApiError::ClientModeObject);
+    }
     let plaintext = match open_with(&record, &envelope, &share) {
         Ok(p) => p,
         Err(e) => {
@@ -199,6 +236,15 @@ pub async fn decrypt(
     }))
 }
 
+/// Load an object for the `/v1/safe` routes: objects backing stored secrets do not exist here.
+async fn load_object(engine: &Engine, id: &ObjectId) -> Result<ObjectRecord, ApiError> {
+    let record = engine.store.get_object(id).await?;
+    if is_secret_backed(&record) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(record)
+}
+
 /// Load an object and check the caller is on its access list; denials and misses are audited.
 async fn load_for_read(
     engine: &Engine,
@@ -207,15 +253,15 @@ async fn load_for_read(
     action: &str,
 ) -> Result<ObjectRecord, ApiError> {
     let hex = id.to_hex();
-    let record = match engine.store.get_object(id).await {
+    let record = match load_object(engine, id).await {
         Ok(r) => r,
-        Err(daas_store::StoreError::NotFound) => {
+        Err(ApiError::NotFound) => {
             engine
                 .audit_failure(&caller.name, action, &hex, "not_found", "")
                 .await;
             return Err(ApiError::NotFound);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     if !may_read(caller, &record) {
         engine
@@ -232,9 +278,10 @@ async fn load_for_read(
     Ok(record)
 }
 
-#[derive(Debug, Deserialize)]
+/// Holds the server share: no `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DepositRequest {
+pub(crate) struct DepositRequest {
     share: String,
     commitment: String,
     suite: u8,
@@ -243,7 +290,7 @@ pub struct DepositRequest {
 }
 
 #[derive(Debug, Serialize)]
-pub struct DepositResponse {
+pub(crate) struct DepositResponse {
     object_id: String,
     owner: String,
     key_version: u32,
@@ -274,7 +321,7 @@ pub async fn deposit(
     let record = ObjectRecord {
         id: share.object_id,
         owner: caller.name.clone(),
-        audience: audience(req.audience)?,
+        audience: caller_audience(req.audience)?,
         key_version: KEY_VERSION,
         suite: req.suite,
         mode: ObjectMode::Client,
@@ -301,8 +348,9 @@ pub async fn deposit(
     ))
 }
 
-#[derive(Debug, Serialize)]
-pub struct ShareResponse {
+/// Holds the server share: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct ShareResponse {
     share: String,
     commitment: String,
     owner: String,
@@ -354,7 +402,7 @@ pub async fn fetch_share(
 }
 
 #[derive(Debug, Serialize)]
-pub struct ObjectMeta {
+pub(crate) struct ObjectMeta {
     object_id: String,
     owner: String,
     audience: String,
@@ -381,7 +429,7 @@ pub async fn get_object(
 ) -> Result<Json<ObjectMeta>, ApiError> {
     let engine = state.engine()?;
     let id = parse_id(&id)?;
-    let record = engine.store.get_object(&id).await?;
+    let record = load_object(&engine, &id).await?;
     if !(may_manage(&caller, &record) || may_read(&caller, &record)) {
         return Err(ApiError::Forbidden);
     }
@@ -390,7 +438,7 @@ pub async fn get_object(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AccessRequest {
+pub(crate) struct AccessRequest {
     access: Vec<String>,
 }
 
@@ -402,7 +450,7 @@ pub async fn set_access(
 ) -> Result<Json<ObjectMeta>, ApiError> {
     let engine = state.engine()?;
     let id = parse_id(&id)?;
-    let mut record = engine.store.get_object(&id).await?;
+    let mut record = load_object(&engine, &id).await?;
     if !may_manage(&caller, &record) {
         engine
             .audit_failure(
@@ -415,7 +463,22 @@ pub async fn set_access(
             .await;
         return Err(ApiError::Forbidden);
     }
-    record.access = access_list(&record.owner, Some(&req.access))?;
+    let access = access_list(&record.owner, Some(&req.access))?;
+    // Granting stays with the owner: the admin may only take principals off a list (or delete
+    // the object), so holding the admin token never lets an operator read an app's objects.
+    if record.owner != caller.name && access.iter().any(|p| !record.access.contains(p)) {
+        engine
+            .audit_failure(
+                &caller.name,
+                "safe.set_access",
+                &id.to_hex(),
+                "denied",
+                "only the owner may add principals",
+            )
+            .await;
+        return Err(ApiError::Forbidden);
+    }
+    record.access = access;
     let detail = format!("access: {}", record.access.join(","));
     engine
         .store
@@ -435,7 +498,7 @@ pub async fn delete_object(
 ) -> Result<impl IntoResponse, ApiError> {
     let engine = state.engine()?;
     let id = parse_id(&id)?;
-    let record = engine.store.get_object(&id).await?;
+    let record = load_object(&engine, &id).await?;
     if !may_manage(&caller, &record) {
         engine
             .audit_failure(

@@ -1,5 +1,10 @@
 //! Stored secrets (`/v1/secrets/{name}`): the same split-key construction as `safe`. The server
 //! keeps the ciphertext and `t2`; the caller keeps `t1` (the share) and needs it to read.
+//!
+//! Every principal has its own namespace, the admin included: `name` is stored under the key
+//! `"{principal}|{name}"` (`|` occurs in neither valid names nor principals), so one caller's
+//! `GET`/`PUT`/`DELETE` can never reach, reveal, squat or overwrite another caller's secret —
+//! another principal's secret simply does not exist (`404`) from where the caller stands.
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -9,10 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, b64u, b64u_secret, now_ms, valid_secret_name};
-use crate::safe::{open_with, parse_pair, seal_new};
+use crate::safe::{SECRET_AUDIENCE_PREFIX, open_with, parse_pair, seal_new};
 use crate::state::{AppState, event};
 
 pub const SHARE_HEADER: &str = "daas-share";
+
+/// Separates the owning principal from the name in the stored key.
+const SCOPE_SEPARATOR: char = '|';
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_secret_name(name) {
@@ -24,19 +32,27 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The audience bound into a secret's AAD: a ciphertext cannot be replayed under another name.
-fn secret_audience(name: &str) -> String {
-    format!("secret:{name}")
+/// The store key of `name` in `principal`'s namespace.
+fn scoped_name(principal: &str, name: &str) -> String {
+    format!("{principal}{SCOPE_SEPARATOR}{name}")
 }
 
-#[derive(Debug, Deserialize)]
+/// The audience bound into a secret's AAD: a ciphertext cannot be replayed under another name
+/// or in another principal's namespace.
+fn secret_audience(scoped: &str) -> String {
+    format!("{SECRET_AUDIENCE_PREFIX}{scoped}")
+}
+
+/// Holds the value: no `Debug`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutRequest {
+pub(crate) struct PutRequest {
     value: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct PutResponse {
+/// Holds the caller's share: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct PutResponse {
     name: String,
     version: u64,
     share: String,
@@ -50,38 +66,25 @@ pub async fn put(
 ) -> Result<Json<PutResponse>, ApiError> {
     let engine = state.engine()?;
     check_name(&name)?;
-    let target = engine.keys.audit_value(name.as_bytes());
-    match engine.store.get_secret(&name).await {
-        Ok(existing) if !(caller.principal.is_admin() || existing.object.owner == caller.name) => {
-            engine
-                .audit_failure(
-                    &caller.name,
-                    "secret.put",
-                    &target,
-                    "denied",
-                    "not owner or admin",
-                )
-                .await;
-            return Err(ApiError::Forbidden);
-        }
-        Ok(_) | Err(daas_store::StoreError::NotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let scoped = scoped_name(&caller.name, &name);
+    let target = engine.keys.audit_value(scoped.as_bytes());
     let value = b64u_secret("value", &req.value)?;
     let sealed = seal_new(
         &caller.name,
-        secret_audience(&name),
+        secret_audience(&scoped),
         vec![caller.name.clone()],
         &value,
     )?;
     drop(value);
     let record = SecretRecord {
-        name: name.clone(),
+        name: scoped,
         version: 0,
         ciphertext: sealed.envelope.encode(),
         object: sealed.record,
         updated_at: now_ms(),
     };
+    // Create or replace in one store transaction: only the caller's own namespace is reachable,
+    // so there is no ownership check to race with.
     let version = engine
         .store
         .put_secret(
@@ -96,8 +99,9 @@ pub async fn put(
     }))
 }
 
-#[derive(Debug, Serialize)]
-pub struct GetResponse {
+/// Holds the value: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct GetResponse {
     name: String,
     version: u64,
     value: String,
@@ -115,9 +119,15 @@ pub async fn get(
         .get(SHARE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Malformed("the daas-share header is required".into()))?;
-    let target = engine.keys.audit_value(name.as_bytes());
-    let record = match engine.store.get_secret(&name).await {
-        Ok(r) => r,
+    let scoped = scoped_name(&caller.name, &name);
+    let target = engine.keys.audit_value(scoped.as_bytes());
+    let record = match engine.store.get_secret(&scoped).await {
+        // The key names the caller, so the owner is the caller; checked anyway.
+        Ok(r) if r.object.owner == caller.name => r,
+        Ok(_) => {
+            tracing::error!("a stored secret's owner does not match its namespace");
+            return Err(ApiError::Internal);
+        }
         Err(daas_store::StoreError::NotFound) => {
             engine
                 .audit_failure(&caller.name, "secret.get", &target, "not_found", "")
@@ -126,18 +136,6 @@ pub async fn get(
         }
         Err(e) => return Err(e.into()),
     };
-    if !(caller.principal.is_admin() || record.object.owner == caller.name) {
-        engine
-            .audit_failure(
-                &caller.name,
-                "secret.get",
-                &target,
-                "denied",
-                "not owner or admin",
-            )
-            .await;
-        return Err(ApiError::Forbidden);
-    }
     let (envelope, share) = parse_pair(&record.ciphertext, share)?;
     let value = match open_with(&record.object, &envelope, &share) {
         Ok(v) => v,
@@ -177,24 +175,12 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let engine = state.engine()?;
     check_name(&name)?;
-    let target = engine.keys.audit_value(name.as_bytes());
-    let record = engine.store.get_secret(&name).await?;
-    if !(caller.principal.is_admin() || record.object.owner == caller.name) {
-        engine
-            .audit_failure(
-                &caller.name,
-                "secret.delete",
-                &target,
-                "denied",
-                "not owner or admin",
-            )
-            .await;
-        return Err(ApiError::Forbidden);
-    }
+    let scoped = scoped_name(&caller.name, &name);
+    let target = engine.keys.audit_value(scoped.as_bytes());
     engine
         .store
         .delete_secret(
-            &name,
+            &scoped,
             &event(&caller.name, "secret.delete", &target, "ok", ""),
         )
         .await?;
@@ -202,18 +188,44 @@ pub async fn delete(
 }
 
 #[derive(Debug, Serialize)]
-pub struct ListResponse {
+pub(crate) struct ListResponse {
     secrets: Vec<daas_store::SecretSummary>,
 }
 
+/// The caller's own secrets (the admin's too: the admin does not see apps' secrets), with the
+/// namespace prefix stripped from the names.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<ListResponse>, ApiError> {
     let engine = state.engine()?;
-    let mut secrets = engine.store.list_secrets().await?;
-    if !caller.principal.is_admin() {
-        secrets.retain(|s| s.owner == caller.name);
-    }
+    let prefix = scoped_name(&caller.name, "");
+    let secrets = engine
+        .store
+        .list_secrets()
+        .await?
+        .into_iter()
+        .filter(|s| s.owner == caller.name)
+        .filter_map(|mut s| {
+            s.name = s.name.strip_prefix(&prefix)?.to_owned();
+            Some(s)
+        })
+        .collect();
     Ok(Json(ListResponse { secrets }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::valid_principal;
+
+    #[test]
+    fn scoped_names_are_unambiguous() {
+        // The separator occurs in no valid name or principal, so (principal, name) is recoverable.
+        assert!(!valid_secret_name("a|b"));
+        assert!(!valid_principal("app:a|b"));
+        assert_ne!(scoped_name("app:a", "b"), scoped_name("app:b", "b"));
+        assert_eq!(scoped_name("admin", "db/pw"), "admin|db/pw");
+        assert_eq!(secret_audience("admin|db/pw"), "secret:admin|db/pw");
+    }
 }

@@ -1,12 +1,13 @@
 //! Shared server state: the unsealed engine (store + storage keys) behind a once-cell, so a
 //! production server can start sealed and become usable after `POST /v1/sys/unseal`.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use daas_crypto::shamir::ShamirShare;
 use daas_crypto::storage::StorageKeys;
 use daas_store::{AppRecord, AuditEvent, Store, StoreUrl};
 
+use crate::auth::FailureBudget;
 use crate::error::ApiError;
 
 /// Everything a request needs once the storage key is known.
@@ -18,6 +19,12 @@ pub struct Engine {
     pub admin_token_sha256: [u8; 32],
     /// App records are immutable once created: cache them to keep authentication off the DB.
     pub apps: Mutex<HashMap<String, AppRecord>>,
+    /// App ids recently looked up and not found (bounded, see `auth::UNKNOWN_APPS_MAX`): bogus
+    /// tokens naming the same id again are answered without touching the database.
+    pub unknown_apps: Mutex<HashSet<String>>,
+    /// Token bucket for `auth.failure` audit rows (unauthenticated callers must not be able to
+    /// grow the audit log without bound); failures beyond it are counted, not itemised.
+    pub auth_failures: Mutex<FailureBudget>,
 }
 
 impl Engine {
@@ -27,6 +34,8 @@ impl Engine {
             keys,
             admin_token_sha256,
             apps: Mutex::new(HashMap::new()),
+            unknown_apps: Mutex::new(HashSet::new()),
+            auth_failures: Mutex::new(FailureBudget::new(std::time::Instant::now())),
         }
     }
 
@@ -80,6 +89,10 @@ pub struct SealState {
     pub key_check: [u8; 32],
     pub store_url: StoreUrl,
     pub admin_token_sha256: [u8; 32],
+    /// `(index, sys::unseal_share_check(share))` for every share made at `operator init`: a
+    /// share must match its check before it joins `pending`, so a forged share cannot discard
+    /// the legitimate shares already given.
+    pub share_checks: Vec<(u8, [u8; 32])>,
     pub pending: tokio::sync::Mutex<Vec<ShamirShare>>,
 }
 

@@ -9,7 +9,7 @@ use rcgen::{
 };
 
 use crate::ServerError;
-use crate::files::{read_file, write_private, write_public};
+use crate::files::{check_private, exists, read_file, write_private, write_public};
 
 /// Paths of the generated CA and listener certificate inside a data directory.
 #[derive(Debug, Clone)]
@@ -37,7 +37,12 @@ fn tls_err(e: impl std::fmt::Display) -> ServerError {
 /// if they do not exist yet. The CA private key is kept (0600) so later issues can sign SVIDs.
 pub fn ensure_generated(dir: &Path, extra_names: &[String]) -> Result<TlsFiles, ServerError> {
     let files = TlsFiles::in_dir(dir);
-    if files.ca_cert.exists() && files.cert.exists() && files.key.exists() {
+    if exists(&files.ca_cert) && exists(&files.cert) && exists(&files.key) {
+        // Our own private keys: still private files of ours, or refused.
+        check_private(&files.key)?;
+        if exists(&dir.join("ca.key")) {
+            check_private(&dir.join("ca.key"))?;
+        }
         return Ok(files);
     }
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_err)?;
@@ -105,4 +110,257 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .map_err(tls_err)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+// ---------------------------------------------------------------- accepting connections
+
+/// The first 24 bytes of every HTTP/2 connection; anything else is HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The listener's acceptor: the TLS handshake (under its own deadline) behind a cap on open
+/// connections, and a deadline for the first bytes of HTTP once the handshake is done.
+///
+/// A connection over the cap is closed at once, before the handshake. The first-bytes deadline
+/// closes the gap before hyper's header-read timeout starts: hyper first reads until it can tell
+/// HTTP/1 from the HTTP/2 preface, without any timer, so a client that completes the handshake
+/// and then sends nothing (or a never-finished prefix of the preface) would otherwise hold its
+/// connection forever.
+#[derive(Clone)]
+pub(crate) struct GuardedAcceptor {
+    tls: axum_server::tls_rustls::RustlsAcceptor,
+    permits: Arc<tokio::sync::Semaphore>,
+    first_bytes: std::time::Duration,
+    last_warning: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for GuardedAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedAcceptor")
+            .field("available", &self.permits.available_permits())
+            .field("first_bytes", &self.first_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuardedAcceptor {
+    pub(crate) fn new(
+        config: Arc<rustls::ServerConfig>,
+        max_connections: usize,
+        handshake_timeout: std::time::Duration,
+        first_bytes: std::time::Duration,
+    ) -> Self {
+        let tls = axum_server::tls_rustls::RustlsAcceptor::new(
+            axum_server::tls_rustls::RustlsConfig::from_config(config),
+        )
+        .handshake_timeout(handshake_timeout);
+        Self {
+            tls,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            first_bytes,
+            last_warning: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// At most one warning per 10 s about refused connections (an attack must not flood logs).
+    fn warn_refused(&self) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last.saturating_add(10)
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("connection limit reached: closing new connections");
+        }
+    }
+}
+
+type AcceptFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<T>> + Send>>;
+type RustlsAccept<S> = <axum_server::tls_rustls::RustlsAcceptor as axum_server::accept::Accept<
+    tokio::net::TcpStream,
+    S,
+>>::Stream;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for GuardedAcceptor
+where
+    S: Send + 'static,
+{
+    type Stream = Guarded<RustlsAccept<S>>;
+    type Service = S;
+    type Future = AcceptFuture<(Self::Stream, Self::Service)>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            self.warn_refused();
+            drop(stream);
+            return Box::pin(std::future::ready(Err(std::io::Error::other(
+                "connection limit reached",
+            ))));
+        };
+        let handshake = self.tls.accept(stream, service);
+        let first_bytes = self.first_bytes;
+        Box::pin(async move {
+            let (stream, service) = handshake.await?;
+            Ok((Guarded::new(stream, permit, first_bytes), service))
+        })
+    }
+}
+
+/// An accepted connection: holds its slot under the connection cap until it is dropped, and fails
+/// reads once the first-bytes deadline passed before the HTTP version could be told.
+pub(crate) struct Guarded<S> {
+    inner: S,
+    first_bytes: Option<FirstBytes>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S> std::fmt::Debug for Guarded<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded")
+            .field("awaiting_first_bytes", &self.first_bytes.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct FirstBytes {
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Bytes read so far, all matching the HTTP/2 preface.
+    seen: usize,
+}
+
+impl FirstBytes {
+    /// Feed newly read bytes; true once they tell HTTP/1 (a byte off the preface) from HTTP/2
+    /// (the whole preface), i.e. once hyper's own timers take over.
+    fn settled_by(&mut self, bytes: &[u8]) -> bool {
+        for byte in bytes {
+            if H2_PREFACE.get(self.seen) != Some(byte) {
+                return true;
+            }
+            self.seen += 1;
+        }
+        self.seen >= H2_PREFACE.len()
+    }
+}
+
+impl<S> Guarded<S> {
+    fn new(
+        inner: S,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        first_bytes: std::time::Duration,
+    ) -> Self {
+        Self {
+            inner,
+            first_bytes: Some(FirstBytes {
+                deadline: Box::pin(tokio::time::sleep(first_bytes)),
+                seen: 0,
+            }),
+            _permit: permit,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Guarded<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(first) = &mut this.first_bytes {
+            match &polled {
+                Poll::Ready(Ok(())) => {
+                    if first.settled_by(buf.filled().get(before..).unwrap_or_default()) {
+                        this.first_bytes = None;
+                    }
+                }
+                Poll::Ready(Err(_)) => {}
+                Poll::Pending => {
+                    if first.deadline.as_mut().poll(cx).is_ready() {
+                        tracing::debug!("closing a connection that sent no request in time");
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no request within the header read timeout",
+                        )));
+                    }
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Guarded<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_bytes() -> FirstBytes {
+        FirstBytes {
+            deadline: Box::pin(tokio::time::sleep(std::time::Duration::from_secs(60))),
+            seen: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn http1_is_settled_by_its_first_byte() {
+        assert!(first_bytes().settled_by(b"G"));
+        assert!(first_bytes().settled_by(b"GET / HTTP/1.1\r\n"));
+        // "P" could still be the preface; "PO" cannot.
+        let mut f = first_bytes();
+        assert!(!f.settled_by(b"P"));
+        assert!(f.settled_by(b"OST / HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn http2_is_settled_by_the_whole_preface() {
+        let mut f = first_bytes();
+        assert!(!f.settled_by(b""));
+        assert!(!f.settled_by(&H2_PREFACE[..10]));
+        assert!(!f.settled_by(&H2_PREFACE[10..23]));
+        assert!(f.settled_by(&H2_PREFACE[23..]));
+    }
 }

@@ -351,17 +351,9 @@ async fn stored_secrets_roundtrip_version_and_need_the_share() {
     let (status, body) = get(alice.clone(), share1.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(unb64(body["value"].as_str().unwrap()), b"hunter2");
+    // Bob's namespace has no db/password (see `secret_names_are_scoped_to_their_owner`).
     let (status, body) = get(bob.clone(), share1.clone()).await;
-    assert_error(status, &body, 403, "forbidden");
-    let (status, body) = s
-        .call(
-            "PUT",
-            "/v1/secrets/db/password",
-            Some(&bob),
-            Some(json!({"value": b64(b"pwned")})),
-        )
-        .await;
-    assert_error(status, &body, 403, "forbidden");
+    assert_error(status, &body, 404, "not_found");
 
     // Replacing bumps the version and crypto-shreds the old value: the old share is useless.
     let (status, body) = s
@@ -540,5 +532,416 @@ async fn client_mode_share_fetch_requires_access_and_client_mode() {
         )
         .await;
     assert_error(status, &body, 400, "malformed_request");
+    s.stop().await;
+}
+
+// ------------------------------------------------------------------ security review regressions
+
+/// Client-side construction of a client-mode object: (ciphertext, client share t1, deposit body).
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a failed step should panic with its location"
+)]
+fn client_mode_object(owner: &str, plaintext: &[u8]) -> (String, String, serde_json::Value) {
+    use daas_crypto::envelope::{self, Context, Suite};
+    use daas_crypto::share::{Share, ShareIndex};
+    let id = daas_crypto::ObjectId::generate().unwrap();
+    let k = daas_crypto::Key256::generate().unwrap();
+    let ctx = Context {
+        object_id: id,
+        key_version: 1,
+        owner,
+        audience: "",
+    };
+    let env = envelope::seal(&k, Suite::Aes256Gcm, &ctx, plaintext).unwrap();
+    let commitment = daas_crypto::commit::commitment(&k, &id);
+    let (t1, t2) = daas_crypto::xor::split(&k).unwrap();
+    let server = Share {
+        object_id: id,
+        index: ShareIndex::Server,
+        key: t2,
+    };
+    let client = Share {
+        object_id: id,
+        index: ShareIndex::Client,
+        key: t1,
+    };
+    (
+        env.encode(),
+        client.encode(),
+        json!({"share": server.encode(), "commitment": b64(&commitment), "suite": 1}),
+    )
+}
+
+#[tokio::test]
+async fn admin_cannot_add_itself_to_an_access_list() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&alice),
+            Some(json!({"plaintext": b64(b"x"), "access": ["app:bob"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["object_id"].as_str().unwrap().to_owned();
+    let (ct, share) = (
+        body["ciphertext"].as_str().unwrap().to_owned(),
+        body["share"].as_str().unwrap().to_owned(),
+    );
+    let path = format!("/v1/safe/objects/{id}/access");
+    // Adding itself (or anyone) is the owner's call, not the admin's ...
+    for access in [
+        json!(["admin"]),
+        json!(["app:bob", "admin"]),
+        json!(["app:carol"]),
+    ] {
+        let (status, body) = s
+            .admin("PUT", &path, Some(json!({ "access": access })))
+            .await;
+        assert_error(status, &body, 403, "forbidden");
+    }
+    let (status, body) = s.decrypt(&s.token.clone(), &ct, &share).await;
+    assert_error(status, &body, 403, "forbidden");
+    // ... but the admin can take principals off (and re-submitting the list unchanged is fine).
+    let (status, body) = s
+        .admin("PUT", &path, Some(json!({"access": ["app:bob"]})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.admin("PUT", &path, Some(json!({"access": []}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["access"], json!(["app:alice"]));
+    assert_eq!(s.decrypt(&bob, &ct, &share).await.0, 403);
+    // The owner still grants.
+    let (status, body) = s
+        .call(
+            "PUT",
+            &path,
+            Some(&alice),
+            Some(json!({"access": ["admin"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.decrypt(&s.token.clone(), &ct, &share).await.0, 200);
+    // The refusals are on the audit log.
+    let (_, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    let denied = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "safe.set_access" && e["outcome"] == "denied")
+        .count();
+    assert_eq!(denied, 3, "{audit}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secret_names_are_scoped_to_their_owner() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let admin = s.token.clone();
+    let put = |token: String, value: &[u8]| {
+        let (s, body) = (&s, json!({"value": b64(value)}));
+        async move {
+            s.call("PUT", "/v1/secrets/db/password", Some(&token), Some(body))
+                .await
+        }
+    };
+    let get = |token: &str, share: &str| {
+        let req = s
+            .client
+            .get(s.url("/v1/secrets/db/password"))
+            .bearer_auth(token)
+            .header("daas-share", share);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = put(alice.clone(), b"alice's").await;
+    assert_eq!(status, 200, "{body}");
+    let alice_share = body["share"].as_str().unwrap().to_owned();
+
+    // No existence oracle: another principal's secret is simply not found, for the admin too.
+    for token in [&bob, &admin] {
+        let (status, body) = get(token, &alice_share).await;
+        assert_error(status, &body, 404, "not_found");
+        let (status, body) = s
+            .call("DELETE", "/v1/secrets/db/password", Some(token), None)
+            .await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    // No squatting or overwrite (nor ownership transfer): bob and the admin get their own.
+    for (token, value) in [(&bob, &b"bob's"[..]), (&admin, &b"admin's"[..])] {
+        let (status, body) = put(token.clone(), value).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["version"], 1, "a new secret in its own namespace");
+        let share = body["share"].as_str().unwrap().to_owned();
+        let (status, body) = get(token, &share).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(unb64(body["value"].as_str().unwrap()), value);
+    }
+    let (status, body) = get(&alice, &alice_share).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(unb64(body["value"].as_str().unwrap()), b"alice's");
+    assert_eq!(body["version"], 1);
+
+    // Each lists only its own, under the plain name.
+    for (token, owner) in [(&alice, "app:alice"), (&bob, "app:bob"), (&admin, "admin")] {
+        let (status, body) = s.call("GET", "/v1/secrets", Some(token), None).await;
+        assert_eq!(status, 200);
+        let list = body["secrets"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{body}");
+        assert_eq!(list[0]["name"], "db/password");
+        assert_eq!(list[0]["owner"], owner);
+    }
+    // Deleting one's own leaves the others alone.
+    let (status, _) = s
+        .call("DELETE", "/v1/secrets/db/password", Some(&bob), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(get(&alice, &alice_share).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn client_mode_object_is_refused_by_server_decrypt() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, t1, deposit) = client_mode_object("admin", b"end to end");
+    let (status, body) = s.admin("POST", "/v1/safe/objects", Some(deposit)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s.decrypt(&t, &ct, &t1).await;
+    assert_error(status, &body, 400, "client_mode_object");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("daas decrypt --local"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("ZW5kIHRvIGVuZA"), "no plaintext");
+    // The refusal is audited; nothing was released.
+    let (_, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    let outcomes: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "safe.decrypt")
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap(),
+                e["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![("refused", "client-mode object: decrypt locally")]
+    );
+    // The client-mode path (fetch t2, open locally) is unaffected.
+    let id = daas_crypto::share::Share::parse(&t1)
+        .unwrap()
+        .object_id
+        .to_hex();
+    let (status, body) = s
+        .admin("GET", &format!("/v1/safe/objects/{id}/share"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secret_backing_objects_are_not_reachable_through_safe_routes() {
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/db/password",
+            Some(&alice),
+            Some(json!({"value": b64(b"hunter2")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let share = body["share"].as_str().unwrap().to_owned();
+    let object_id = daas_crypto::share::Share::parse(&share).unwrap().object_id;
+    let id = object_id.to_hex();
+
+    // The owner itself cannot reach the backing object through /v1/safe: not found everywhere.
+    for (method, path, body) in [
+        ("GET", format!("/v1/safe/objects/{id}"), None),
+        ("GET", format!("/v1/safe/objects/{id}/share"), None),
+        (
+            "PUT",
+            format!("/v1/safe/objects/{id}/access"),
+            Some(json!({"access": ["app:mallory"]})),
+        ),
+        ("DELETE", format!("/v1/safe/objects/{id}"), None),
+    ] {
+        let (status, resp) = s.call(method, &path, Some(&alice), body).await;
+        assert_error(status, &resp, 404, "not_found");
+    }
+    // Nor through decrypt (an envelope naming the object id is enough to reach the lookup).
+    let ctx = daas_crypto::envelope::Context {
+        object_id,
+        key_version: 1,
+        owner: "app:alice",
+        audience: "",
+    };
+    let env = daas_crypto::envelope::seal(
+        &daas_crypto::Key256::generate().unwrap(),
+        daas_crypto::envelope::Suite::Aes256Gcm,
+        &ctx,
+        b"x",
+    )
+    .unwrap();
+    let (status, body) = s.decrypt(&alice, &env.encode(), &share).await;
+    assert_error(status, &body, 404, "not_found");
+    // The admin neither.
+    let (status, body) = s
+        .admin("DELETE", &format!("/v1/safe/objects/{id}"), None)
+        .await;
+    assert_error(status, &body, 404, "not_found");
+
+    // The secret is intact.
+    let r = s
+        .client
+        .get(s.url("/v1/secrets/db/password"))
+        .bearer_auth(&alice)
+        .header("daas-share", &share)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // `secret:` audiences are reserved: neither mode can create one.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&alice),
+            Some(json!({"plaintext": "aGk", "audience": "secret:app:alice|db/password"})),
+        )
+        .await;
+    assert_error(status, &body, 400, "malformed_request");
+    let (_, _, mut deposit) = client_mode_object("app:alice", b"x");
+    deposit["audience"] = json!("secret:x");
+    let (status, body) = s
+        .call("POST", "/v1/safe/objects", Some(&alice), Some(deposit))
+        .await;
+    assert_error(status, &body, 400, "malformed_request");
+    s.stop().await;
+}
+
+/// Unknown app ids are remembered: a repeated bogus token does not reach the database. Proven
+/// by making the apps table unreadable from outside: the remembered id still gets a plain 401.
+#[tokio::test]
+async fn unknown_app_ids_are_negatively_cached() {
+    let s = TestServer::start().await;
+    let known = "daas_app_0123456789abcdef_xyz";
+    let (status, body) = s.call("GET", "/v1/sys/whoami", Some(known), None).await;
+    assert_error(status, &body, 401, "unauthenticated");
+
+    let db = rusqlite::Connection::open(s.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch("ALTER TABLE apps RENAME TO apps_gone;")
+        .unwrap();
+
+    // A fresh unknown id needs the database, which now fails: the lookup really is broken ...
+    let (status, _) = s
+        .call(
+            "GET",
+            "/v1/sys/whoami",
+            Some("daas_app_fedcba9876543210_xyz"),
+            None,
+        )
+        .await;
+    assert!(status >= 500, "the apps table is unreadable: {status}");
+    // ... yet the remembered id is answered from memory.
+    for _ in 0..3 {
+        let (status, body) = s.call("GET", "/v1/sys/whoami", Some(known), None).await;
+        assert_error(status, &body, 401, "unauthenticated");
+    }
+    db.execute_batch("ALTER TABLE apps_gone RENAME TO apps;")
+        .unwrap();
+    // An app created later is not affected by the negative cache.
+    let token = s.create_app("late").await;
+    let (status, body) = s.call("GET", "/v1/sys/whoami", Some(&token), None).await;
+    assert_eq!((status, body), (200, json!({"principal": "app:late"})));
+    s.stop().await;
+}
+
+/// A flood of bad tokens cannot write one audit row each: beyond a burst the failures are
+/// counted, and the next row written says how many were not itemised. No failure goes uncounted.
+#[tokio::test]
+async fn auth_failure_audit_is_rate_limited_and_counts_the_rest() {
+    let s = TestServer::start().await;
+    const FLOOD: usize = 400;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..FLOOD {
+        let req = s
+            .client
+            .get(s.url("/v1/sys/whoami"))
+            .bearer_auth(format!("daas_admin_wrong{i}"));
+        tasks.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 401);
+    }
+    // Let the bucket refill a little, then one more failure carries the count.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _) = s.call("GET", "/v1/sys/whoami", None, None).await;
+    assert_eq!(status, 401);
+
+    let (status, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    assert_eq!(status, 200);
+    let rows: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.failure")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        rows.len() >= 100 && rows.len() < FLOOD,
+        "{} rows for {} failures",
+        rows.len(),
+        FLOOD + 1
+    );
+    // Each row still says precisely why its failure failed; counts ride along.
+    let mut counted = 0u64;
+    let mut causes = Vec::new();
+    for d in &rows {
+        let (cause, n) = match d.split_once(" (") {
+            Some((cause, tail)) => {
+                let n = tail
+                    .strip_suffix(" earlier failures not itemised)")
+                    .unwrap_or_else(|| panic!("unexpected detail {d:?}"));
+                (cause, n.parse::<u64>().unwrap())
+            }
+            None => (*d, 0),
+        };
+        causes.push(cause);
+        counted += n;
+    }
+    assert!(counted > 0, "{rows:?}");
+    assert_eq!(
+        rows.len() as u64 + counted,
+        (FLOOD + 1) as u64,
+        "every failure is either itemised or counted: {rows:?}"
+    );
+    assert_eq!(causes.pop(), Some("no bearer token"), "{rows:?}");
+    assert!(
+        causes.iter().all(|c| *c == "token secret does not match"),
+        "{rows:?}"
+    );
     s.stop().await;
 }
