@@ -5,6 +5,7 @@
 //! `valgrind --tool=callgrind target/release/examples/open_cost raw 65536 200`
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "a measurement tool: any failure aborts it"
 )]
 
