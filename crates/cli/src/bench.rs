@@ -15,10 +15,12 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
-use crate::cli::{BenchArgs, BenchTarget};
+use crate::cli::{BenchArgs, BenchClient, BenchOp, BenchTarget};
 
-/// Transit key used for the OpenBao runs.
+/// Transit key used for the OpenBao runs, and its encrypt and decrypt paths.
 const BAO_KEY: &str = "bench";
+const BAO_ENCRYPT_PATH: &str = "/v1/transit/encrypt/bench";
+const BAO_DECRYPT_PATH: &str = "/v1/transit/decrypt/bench";
 /// Histogram range: 1 µs .. 1 h, 3 significant digits.
 const HIST_MAX_US: u64 = 3_600_000_000;
 
@@ -28,9 +30,16 @@ pub async fn safe(args: BenchArgs) -> Result<()> {
     }
     let payload: Arc<[u8]> = pseudo_random(args.size).into();
     let factory = match args.target {
+        BenchTarget::Daas if args.client == BenchClient::Raw && !args.local => {
+            if args.http1 {
+                bail!("--client raw always speaks HTTP/1.1; --http1 applies to --client sdk");
+            }
+            Factory::DaasRaw(RawTarget::daas(&ClientConfig::from_env()?, &payload)?)
+        }
         BenchTarget::Daas => Factory::Daas {
             config: ClientConfig::from_env()?,
             local: args.local,
+            http1: args.http1,
         },
         BenchTarget::Openbao => {
             if args.local {
@@ -43,9 +52,17 @@ pub async fn safe(args: BenchArgs) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow!("--openbao-token (or BAO_TOKEN) is required for --target openbao")
                 })?;
+            if args.http1 {
+                bail!(
+                    "--http1 applies to --target daas --client sdk (OpenBao is always loaded over HTTP/1.1)"
+                );
+            }
+            let base = openbao_base(&args.openbao_addr)?;
+            let token = SecretString::new(token);
             let factory = Factory::Openbao {
-                base: openbao_base(&args.openbao_addr)?,
-                token: SecretString::new(token),
+                target: RawTarget::openbao(&base, &token, &payload)?,
+                base,
+                token,
             };
             factory.openbao_setup().await?;
             factory
@@ -54,8 +71,11 @@ pub async fn safe(args: BenchArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     for &connections in &args.connections {
-        let run = run_once(&factory, connections, args.duration, &payload).await?;
+        let run = run_once(&factory, connections, args.duration, &payload, args.op).await?;
         for (op, hist) in [("encrypt", &run.encrypt), ("decrypt", &run.decrypt)] {
+            if hist.is_empty() {
+                continue;
+            }
             rows.push(Row {
                 target: factory.label(),
                 op,
@@ -103,12 +123,13 @@ async fn run_once(
     connections: u32,
     duration: Duration,
     payload: &Arc<[u8]>,
+    op: BenchOp,
 ) -> Result<RunResult> {
     // Phase 1: one client (one keep-alive connection) per worker, warmed up by one round trip
     // so TLS handshakes are not measured.
     let mut warm = JoinSet::new();
     for _ in 0..connections {
-        let worker = factory.worker()?;
+        let worker = factory.worker().await?;
         let payload = Arc::clone(payload);
         warm.spawn(async move {
             worker.roundtrip(&payload).await?;
@@ -129,7 +150,7 @@ async fn run_once(
     for worker in workers {
         let payload = Arc::clone(payload);
         let ops = Arc::clone(&ops);
-        tasks.spawn(async move { worker.run(&payload, deadline, &ops).await });
+        tasks.spawn(async move { worker.run(&payload, deadline, &ops, op).await });
     }
     let ticker = {
         let bar = bar.clone();
@@ -219,39 +240,232 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 
 /// Makes one worker (one client with its own keep-alive connection) per call.
 enum Factory {
-    Daas { config: ClientConfig, local: bool },
-    Openbao { base: String, token: SecretString },
+    Daas {
+        config: ClientConfig,
+        local: bool,
+        http1: bool,
+    },
+    DaasRaw(RawTarget),
+    Openbao {
+        base: String,
+        token: SecretString,
+        target: RawTarget,
+    },
+}
+
+/// A server loaded the way a lean load generator (wrk) loads it: pre-built JSON bodies over one
+/// HTTP/1.1 keep-alive connection per worker (hyper's connection API, over rustls trusting only
+/// the daas CA for daas, plain TCP for OpenBao's dev listener), every response parsed and every
+/// decryption compared. daas and OpenBao go through exactly this code, so the load generator
+/// costs both the same; the SDK's own cost is measured by `--client sdk`.
+#[derive(Clone)]
+struct RawTarget {
+    host: String,
+    port: u16,
+    tls: Option<(
+        rustls::pki_types::ServerName<'static>,
+        Arc<rustls::ClientConfig>,
+    )>,
+    auth_header: hyper::header::HeaderName,
+    auth_value: HeaderValue,
+    encrypt_path: &'static str,
+    decrypt_path: &'static str,
+    encrypt_body: bytes::Bytes,
+}
+
+impl RawTarget {
+    fn openbao(base: &str, token: &SecretString, payload: &[u8]) -> Result<Self> {
+        let url = reqwest::Url::parse(base).map_err(|e| anyhow!("invalid --openbao-addr: {e}"))?;
+        if url.scheme() != "http" {
+            bail!("the OpenBao load runs against a dev listener (http://)");
+        }
+        let (host, port) = host_port(&url)?;
+        let encrypt_body = serde_json::to_vec(&serde_json::json!({
+            "plaintext": STANDARD.encode(payload)
+        }))?;
+        Ok(Self {
+            host,
+            port,
+            tls: None,
+            auth_header: hyper::header::HeaderName::from_static("x-vault-token"),
+            auth_value: bao_token(token)?,
+            encrypt_path: BAO_ENCRYPT_PATH,
+            decrypt_path: BAO_DECRYPT_PATH,
+            encrypt_body: encrypt_body.into(),
+        })
+    }
+
+    fn daas(config: &ClientConfig, payload: &[u8]) -> Result<Self> {
+        let url = reqwest::Url::parse(config.addr.trim())
+            .map_err(|e| anyhow!("invalid DAAS_ADDR: {e}"))?;
+        if url.scheme() != "https" {
+            bail!("DAAS_ADDR must use https://");
+        }
+        let (host, port) = host_port(&url)?;
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| anyhow!("DAAS_ADDR has an invalid host name"))?;
+        let pem = config
+            .ca_cert_pem
+            .as_deref()
+            .ok_or_else(|| anyhow!("--client raw needs DAAS_CACERT (the daas CA certificate)"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            roots
+                .add(cert.map_err(|_| anyhow!("the CA certificate file is not valid PEM"))?)
+                .map_err(|e| anyhow!("the CA certificate is not usable: {e}"))?;
+        }
+        if roots.is_empty() {
+            bail!("the CA certificate file contains no certificate");
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| anyhow!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", config.token.expose().trim()))
+                .map_err(|_| anyhow!("the token contains invalid characters"))?;
+        authorization.set_sensitive(true);
+        let encrypt_body = serde_json::to_vec(&serde_json::json!({
+            "plaintext": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+        }))?;
+        Ok(Self {
+            host,
+            port,
+            tls: Some((server_name, Arc::new(tls))),
+            auth_header: hyper::header::AUTHORIZATION,
+            auth_value: authorization,
+            encrypt_path: "/v1/safe/encrypt",
+            decrypt_path: "/v1/safe/decrypt",
+            encrypt_body: encrypt_body.into(),
+        })
+    }
+
+    async fn connect(&self) -> Result<RawConnection> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| anyhow!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+        tcp.set_nodelay(true)?;
+        let sender = match &self.tls {
+            Some((server_name, config)) => {
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(|e| anyhow!("TLS handshake failed: {e}"))?;
+                http1_handshake(tls).await?
+            }
+            None => http1_handshake(tcp).await?,
+        };
+        Ok(RawConnection {
+            sender: tokio::sync::Mutex::new(sender),
+            target: self.clone(),
+        })
+    }
+}
+
+fn host_port(url: &reqwest::Url) -> Result<(String, u16)> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow!("the address {url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| anyhow!("the address {url} has no port"))?;
+    Ok((host, port))
+}
+
+type RawSender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+async fn http1_handshake<S>(io: S) -> Result<RawSender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| anyhow!("HTTP handshake failed: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One keep-alive connection of a raw worker.
+struct RawConnection {
+    sender: tokio::sync::Mutex<RawSender>,
+    target: RawTarget,
+}
+
+impl RawConnection {
+    /// POST `body` and return the status and the whole response body.
+    async fn post(
+        &self,
+        path: &'static str,
+        body: bytes::Bytes,
+    ) -> Result<(hyper::StatusCode, bytes::Bytes)> {
+        use http_body_util::BodyExt as _;
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, self.target.host.as_str())
+            .header(&self.target.auth_header, self.target.auth_value.clone())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| anyhow!("cannot build the request: {e}"))?;
+        let mut sender = self.sender.lock().await;
+        sender
+            .ready()
+            .await
+            .map_err(|e| anyhow!("the daas connection closed: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| anyhow!("daas request failed: {e}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow!("daas response failed: {e}"))?
+            .to_bytes();
+        drop(sender);
+        Ok((status, body))
+    }
 }
 
 impl Factory {
     fn label(&self) -> &'static str {
         match self {
-            Self::Daas { local: false, .. } => "daas",
+            Self::Daas { local: false, .. } => "daas-sdk",
             Self::Daas { local: true, .. } => "daas-local",
+            Self::DaasRaw(_) => "daas",
             Self::Openbao { .. } => "openbao",
         }
     }
 
-    fn worker(&self) -> Result<Worker> {
+    async fn worker(&self) -> Result<Worker> {
         match self {
-            Self::Daas { config, local } => {
-                let options = ClientOptions::default().pool_max_idle_per_host(1);
+            Self::Daas {
+                config,
+                local,
+                http1,
+            } => {
+                let options = ClientOptions::default()
+                    .pool_max_idle_per_host(1)
+                    .http1_only(*http1);
                 Ok(Worker::Daas {
                     client: Client::with_options(config.clone(), options)?,
                     local: *local,
                 })
             }
-            Self::Openbao { base, token } => Ok(Worker::Openbao {
-                http: openbao_client()?,
-                base: base.clone(),
-                token: bao_token(token)?,
-            }),
+            Self::DaasRaw(target) => Ok(Worker::DaasRaw(target.connect().await?)),
+            Self::Openbao { target, .. } => Ok(Worker::Openbao(target.connect().await?)),
         }
     }
 
     /// Mount transit and create the key, tolerating "already there".
     async fn openbao_setup(&self) -> Result<()> {
-        let Self::Openbao { base, token } = self else {
+        let Self::Openbao { base, token, .. } = self else {
             return Ok(());
         };
         let http = openbao_client()?;
@@ -280,6 +494,7 @@ impl Factory {
     }
 }
 
+/// For the one-off setup calls (the load itself goes through [`RawConnection`]).
 fn openbao_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -350,15 +565,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 enum Worker {
-    Daas {
-        client: Client,
-        local: bool,
-    },
-    Openbao {
-        http: reqwest::Client,
-        base: String,
-        token: HeaderValue,
-    },
+    Daas { client: Client, local: bool },
+    DaasRaw(RawConnection),
+    Openbao(RawConnection),
 }
 
 enum Sealed {
@@ -375,6 +584,7 @@ impl Worker {
         payload: &[u8],
         deadline: Instant,
         ops: &AtomicU64,
+        op: BenchOp,
     ) -> Result<(Histogram<u64>, Histogram<u64>)> {
         let mut enc = histogram()?;
         let mut dec = histogram()?;
@@ -383,6 +593,10 @@ impl Worker {
             let sealed = self.encrypt(payload).await?;
             let t1 = Instant::now();
             enc.saturating_record(micros(t1 - t0));
+            if op == BenchOp::Encrypt {
+                ops.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let plaintext = self.decrypt(&sealed).await?;
             dec.saturating_record(micros(t1.elapsed()));
             if plaintext[..] != payload[..] {
@@ -404,6 +618,21 @@ impl Worker {
 
     async fn encrypt(&self, payload: &[u8]) -> Result<Sealed> {
         match self {
+            Self::DaasRaw(conn) => {
+                #[derive(Deserialize)]
+                struct Resp {
+                    ciphertext: String,
+                    share: String,
+                }
+                let (status, body) = conn
+                    .post(conn.target.encrypt_path, conn.target.encrypt_body.clone())
+                    .await?;
+                let r: Resp = daas_json(status, &body)?;
+                Ok(Sealed::Daas {
+                    ciphertext: r.ciphertext,
+                    share: SecretString::new(r.share),
+                })
+            }
             Self::Daas { client, local } => {
                 let opts = EncryptOptions::default();
                 let e = if *local {
@@ -416,7 +645,7 @@ impl Worker {
                     share: e.share,
                 })
             }
-            Self::Openbao { http, base, token } => {
+            Self::Openbao(conn) => {
                 #[derive(Deserialize)]
                 struct Data {
                     ciphertext: String,
@@ -425,15 +654,10 @@ impl Worker {
                 struct Resp {
                     data: Data,
                 }
-                let body = serde_json::json!({ "plaintext": STANDARD.encode(payload) });
-                let resp = http
-                    .post(format!("{base}/v1/transit/encrypt/{BAO_KEY}"))
-                    .header("X-Vault-Token", token.clone())
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| anyhow!("OpenBao request failed: {}", chain(&e)))?;
-                let r: Resp = bao_json(resp).await?;
+                let (status, body) = conn
+                    .post(conn.target.encrypt_path, conn.target.encrypt_body.clone())
+                    .await?;
+                let r: Resp = bao_json(status, &body)?;
                 Ok(Sealed::Openbao(r.data.ciphertext))
             }
         }
@@ -441,12 +665,32 @@ impl Worker {
 
     async fn decrypt(&self, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>> {
         match (self, sealed) {
+            (Self::DaasRaw(conn), Sealed::Daas { ciphertext, share }) => {
+                #[derive(Deserialize)]
+                struct Resp {
+                    plaintext: String,
+                }
+                let body = Zeroizing::new(serde_json::to_vec(&serde_json::json!({
+                    "ciphertext": ciphertext,
+                    "share": share.expose(),
+                }))?);
+                let (status, body) = conn
+                    .post(conn.target.decrypt_path, bytes::Bytes::from(body.to_vec()))
+                    .await?;
+                let r: Resp = daas_json(status, &body)?;
+                let encoded = Zeroizing::new(r.plaintext);
+                Ok(Zeroizing::new(
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(encoded.as_bytes())
+                        .map_err(|_| anyhow!("daas returned invalid base64"))?,
+                ))
+            }
             (Self::Daas { client, local }, Sealed::Daas { ciphertext, share }) => Ok(if *local {
                 client.decrypt_local(ciphertext, share).await?
             } else {
                 client.decrypt(ciphertext, share).await?
             }),
-            (Self::Openbao { http, base, token }, Sealed::Openbao(ciphertext)) => {
+            (Self::Openbao(conn), Sealed::Openbao(ciphertext)) => {
                 #[derive(Deserialize)]
                 struct Data {
                     plaintext: String,
@@ -455,14 +699,9 @@ impl Worker {
                 struct Resp {
                     data: Data,
                 }
-                let resp = http
-                    .post(format!("{base}/v1/transit/decrypt/{BAO_KEY}"))
-                    .header("X-Vault-Token", token.clone())
-                    .json(&serde_json::json!({ "ciphertext": ciphertext }))
-                    .send()
-                    .await
-                    .map_err(|e| anyhow!("OpenBao request failed: {}", chain(&e)))?;
-                let r: Resp = bao_json(resp).await?;
+                let body = serde_json::to_vec(&serde_json::json!({ "ciphertext": ciphertext }))?;
+                let (status, body) = conn.post(conn.target.decrypt_path, body.into()).await?;
+                let r: Resp = bao_json(status, &body)?;
                 Ok(Zeroizing::new(
                     STANDARD
                         .decode(r.data.plaintext)
@@ -474,20 +713,40 @@ impl Worker {
     }
 }
 
-async fn bao_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
-    let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .map_err(|e| anyhow!("OpenBao response failed: {}", chain(&e)))?;
+fn daas_json<T: serde::de::DeserializeOwned>(status: hyper::StatusCode, body: &[u8]) -> Result<T> {
+    #[derive(Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    #[derive(Deserialize)]
+    struct Error {
+        error: Detail,
+    }
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<Error>(body) {
+            Ok(e) => anyhow!(
+                "daas answered {}: {} ({})",
+                status.as_u16(),
+                e.error.message,
+                e.error.code
+            ),
+            Err(_) => anyhow!("daas answered {}", status.as_u16()),
+        });
+    }
+    serde_json::from_slice(body).map_err(|_| anyhow!("daas returned an unexpected response body"))
+}
+
+fn bao_json<T: serde::de::DeserializeOwned>(status: hyper::StatusCode, body: &[u8]) -> Result<T> {
     if !status.is_success() {
         bail!(
             "OpenBao answered {}: {}",
             status.as_u16(),
-            bao_errors(&body)
+            bao_errors(&String::from_utf8_lossy(body))
         );
     }
-    serde_json::from_str(&body).map_err(|_| anyhow!("OpenBao returned an unexpected response body"))
+    serde_json::from_slice(body)
+        .map_err(|_| anyhow!("OpenBao returned an unexpected response body"))
 }
 
 #[cfg(test)]

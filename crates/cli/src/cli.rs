@@ -196,6 +196,18 @@ pub enum BenchTarget {
     Openbao,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchClient {
+    Raw,
+    Sdk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchOp {
+    Pair,
+    Encrypt,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Concurrent connections (one worker each); one run per value
@@ -214,6 +226,17 @@ pub struct BenchArgs {
     /// daas only: client mode (encrypt/decrypt locally)
     #[arg(long)]
     pub local: bool,
+    /// What each worker repeats: an encrypt followed by a decrypt of its result (`pair`), or
+    /// encrypts only (`encrypt`)
+    #[arg(long, value_enum, default_value_t = BenchOp::Pair)]
+    pub op: BenchOp,
+    /// Speak HTTP/1.1 instead of negotiating HTTP/2 (one request at a time per connection)
+    #[arg(long)]
+    pub http1: bool,
+    /// daas only: load with pre-built JSON requests over a plain HTTPS client (`raw`, as the
+    /// OpenBao target is loaded), or through the Rust SDK with its client-side checks (`sdk`)
+    #[arg(long, value_enum, default_value_t = BenchClient::Raw)]
+    pub client: BenchClient,
     /// OpenBao address (http:// allowed for a local dev server)
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8200")]
     pub openbao_addr: String,

@@ -554,3 +554,44 @@ fn operator_init_unseal_and_use() {
         "the server must not log the admin token"
     );
 }
+
+/// `daas bench safe` really loads a server through both clients and both modes, and its table
+/// counts what happened (the figures themselves belong in BENCHMARKS.md, not in a test).
+#[test]
+fn bench_safe_loads_a_server_and_reports_a_table() {
+    let srv = DevServer::start();
+    let runs = [
+        (vec!["--connections", "1,2"], "daas", 4),
+        (vec!["--op", "encrypt", "--connections", "2"], "daas", 1),
+        (vec!["--client", "sdk", "--connections", "2"], "daas-sdk", 2),
+        (
+            vec!["--local", "--client", "sdk", "--connections", "1"],
+            "daas-local",
+            2,
+        ),
+    ];
+    for (extra, label, rows) in runs {
+        let mut args = vec!["bench", "safe", "--duration", "300ms", "--size", "64"];
+        args.extend(extra.iter().copied());
+        let out = srv.run(&args, b"").stdout_str();
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("target"), "{args:?}: {out}");
+        assert_eq!(lines.len(), 1 + rows, "{args:?}: {out}");
+        for line in &lines[1..] {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cols[0], label, "{args:?}: {line}");
+            let ops: f64 = cols[3].parse().unwrap();
+            assert!(ops > 0.0, "{args:?}: no operation completed: {line}");
+        }
+        if extra.contains(&"encrypt") {
+            assert!(lines[1].split_whitespace().nth(1) == Some("encrypt"));
+        }
+    }
+    // Every encrypt the benchmark made is in the audit log (the load was real).
+    let audit = srv.run(&["audit", "list"], b"").stdout_str();
+    assert!(audit.lines().filter(|l| l.contains("encrypt")).count() > 8);
+    // Flags that do not fit the target are clear errors.
+    let run = srv.run(&["bench", "safe", "--http1"], b"");
+    let err = run.expect_failure("--http1 with the raw client");
+    assert!(err.contains("--client sdk"), "{err}");
+}

@@ -24,8 +24,13 @@
 //!
 //! Checkpoints (copying the WAL into the database file, with its fsyncs) run on a separate
 //! checkpointer thread and connection (`PASSIVE`, nudged after each commit), so the writer never
-//! waits for them; should the WAL still grow past `WAL_LIMIT_BYTES` the writer truncates it
-//! itself. Write throughput is bounded by the single writer's CPU (roughly 25–30 µs per small
+//! waits for them. Under continuous writes that alone never lets the WAL restart from its
+//! beginning (it restarts only when a write transaction begins with every frame already copied,
+//! and new frames keep arriving while the checkpointer copies), so the WAL would grow until a
+//! blocking truncation; therefore the writer itself runs a `PASSIVE` checkpoint between two
+//! batches at most once per `WRITER_CHECKPOINT_INTERVAL`. Most frames are already copied by
+//! then, so it costs the tail and one fsync, and the next transaction restarts the WAL. Should
+//! the WAL still grow past `WAL_LIMIT_BYTES` (long-running readers) the writer truncates it. Write throughput is bounded by the single writer's CPU (roughly 25–30 µs per small
 //! write; sealing happens in the callers) plus one WAL fsync per batch: with many concurrent
 //! callers several thousand writes/s (`examples/sqlite_throughput`: ~7,300/s with 256 tasks on
 //! a small VM, ~12,000/s with `NORMAL`); a single sequential caller waits one fsync per write.
@@ -63,7 +68,9 @@ const SYNCHRONOUS: &str = "PRAGMA synchronous = FULL";
 /// How often, at most, the background checkpointer copies the WAL into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
-/// WAL size above which the writer checkpoints itself.
+/// How often, at most, the writer finishes a checkpoint itself so the WAL can restart.
+const WRITER_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// WAL size above which the writer truncates the WAL (blocking).
 const WAL_LIMIT_BYTES: u64 = 256 << 20;
 /// Batches between two checks of the WAL size.
 const WAL_CHECK_EVERY: u64 = 64;
@@ -337,6 +344,7 @@ fn writer_loop(
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut batches: u64 = 0;
+    let mut last_checkpoint = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -355,6 +363,12 @@ fn writer_loop(
         }
         // Ask for a background checkpoint (coalesced: at most one pending nudge).
         let _ = checkpointer.try_send(());
+        if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %describe(&e), "sqlite checkpoint failed");
+            }
+            last_checkpoint = std::time::Instant::now();
+        }
         batches = batches.wrapping_add(1);
         if batches.is_multiple_of(WAL_CHECK_EVERY) {
             limit_wal(&conn, &wal_path);
@@ -526,7 +540,7 @@ fn open_writer(path: &Path, keys: &StorageKeys) -> Result<Connection, StoreError
         &conn,
         "PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -8192;
          PRAGMA wal_autocheckpoint = 0;
          PRAGMA journal_size_limit = 67108864;",
     )?;
