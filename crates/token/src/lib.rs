@@ -1,0 +1,87 @@
+//! Strict JWS / JWK for daas (RFC 7515, 7517, 7638 under the rules of RFC 8725 and DESIGN.md §5).
+//!
+//! The crate does no I/O. It gives three things:
+//!
+//! * [`b64`]: base64url without padding that accepts exactly one spelling per byte string, so a
+//!   token cannot be re-encoded into a different string that verifies the same way.
+//! * [`jwk`]: public keys as JWKs ([`PublicJwk`]), their RFC 7638 thumbprints, verification keys
+//!   pinned to one algorithm ([`VerifyingKey`], [`KeySet`]) and private signing keys
+//!   ([`SigningKey`]).
+//! * [`jws`]: compact JWS signing ([`sign`]) and verification through a type state: parsing gives
+//!   an [`Unverified`] token that exposes only the header needed to pick a key; only
+//!   [`Unverified::verify`] (and its siblings) give a [`Verified`] token with claims.
+//!
+//! Only `EdDSA` (Ed25519) and `ES256` (P-256, 64-byte `r || s` signatures) exist here: every
+//! other algorithm, including `none` and the HMAC family, is rejected before any cryptography.
+#![forbid(unsafe_code)]
+
+pub mod b64;
+mod error;
+mod json;
+pub mod jwk;
+pub mod jws;
+
+pub use error::{JwsError, KeyError};
+pub use jwk::{KeySet, PublicJwk, SigningKey, VerifyingKey};
+pub use jws::{
+    Header, HeaderFields, HeaderPolicy, MAX_TOKEN_LEN, Unverified, Verified, sign, verify_signature,
+};
+
+/// The only two signature algorithms this crate signs or verifies.
+///
+/// A key carries exactly one of these (RFC 8725 §3.1): a token's `alg` header must equal its key's,
+/// so a token can never make the verifier use a key with an algorithm it was not made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// Ed25519 (RFC 8037), `"EdDSA"`.
+    EdDsa,
+    /// ECDSA on P-256 with SHA-256 (RFC 7518 §3.4), `"ES256"`, signature `r || s`, 64 bytes.
+    Es256,
+}
+
+impl Alg {
+    /// The `alg` header value, exactly as it must appear in a token.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    /// Parses an `alg` header value; the match is exact (case-sensitive, RFC 7515 §4.1.1), so
+    /// `"none"`, `"NONE"`, `"HS256"` and `"eddsa"` all give `None`.
+    #[must_use]
+    pub fn from_header(value: &str) -> Option<Self> {
+        match value {
+            "EdDSA" => Some(Self::EdDsa),
+            "ES256" => Some(Self::Es256),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Alg {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alg_names_are_exact() {
+        assert_eq!(Alg::from_header("EdDSA"), Some(Alg::EdDsa));
+        assert_eq!(Alg::from_header("ES256"), Some(Alg::Es256));
+        for bad in [
+            "none", "None", "NONE", "nOnE", "HS256", "RS256", "eddsa", "EDDSA", "es256", "ES384",
+            "ES256K", "Ed25519", "", " EdDSA", "EdDSA ",
+        ] {
+            assert_eq!(Alg::from_header(bad), None, "{bad:?}");
+        }
+        assert_eq!(Alg::EdDsa.to_string(), "EdDSA");
+        assert_eq!(Alg::Es256.as_str(), "ES256");
+    }
+}
