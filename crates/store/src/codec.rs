@@ -7,6 +7,11 @@
 //! | `secrets` | name lookup    | name, ciphertext, owner                               | name_hash, object_id, version, updated_at |
 //! | `apps`    | app id         | name, token_hash                                      | id, name_hash, created_at |
 //! | `meta`    | key            | value (`key_check`)                                   | key |
+//! | `identity_ca` | `1`        | material                                              | id, updated_at |
+//!
+//! The workload-identity tables `entries`, `join_tokens` and `nodes` hold configuration, not
+//! secrets, and are stored in plain columns; `join_tokens.token_hash` is the lowercase hex of
+//! the token's SHA-256 (the token itself is never stored).
 //!
 //! `objects.meta` = `u32be(key_version) ‖ u8(suite) ‖ u8(mode)`; `objects.access` = JSON array.
 //! Lookup hashes are `StorageKeys::lookup(domain, value)` (keyed HMAC), so equal names can be
@@ -15,14 +20,21 @@
 use daas_crypto::secret::SecretBytes;
 use daas_crypto::storage::{Location, StorageKeys};
 use daas_crypto::{Key256, ObjectId};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::{AppRecord, ObjectMode, ObjectRecord, SecretRecord, SecretSummary, StoreError};
+use crate::{
+    AppRecord, EntryRecord, NodeRecord, ObjectMode, ObjectRecord, SecretRecord, SecretSummary,
+    StoreError,
+};
 
 pub(crate) const OBJECTS: &str = "objects";
 pub(crate) const SECRETS: &str = "secrets";
 pub(crate) const APPS: &str = "apps";
 pub(crate) const META: &str = "meta";
+pub(crate) const IDENTITY_CA: &str = "identity_ca";
+/// The only row of `identity_ca` (its AAD row id); the table allows no other.
+const IDENTITY_CA_ROW: &str = "1";
+const IDENTITY_CA_COLUMN: &str = "material";
 
 /// Lookup domain of secret names (`secrets.name_hash`).
 pub(crate) const SECRET_NAME_DOMAIN: &str = "secret-name";
@@ -132,6 +144,51 @@ pub(crate) fn verify_key_check(keys: &StorageKeys, sealed: &[u8]) -> Result<(), 
     } else {
         Err(integrity(META, "value"))
     }
+}
+
+// ---------------------------------------------------------------- workload identity
+
+/// Seal the identity CA material for `identity_ca.material`.
+pub(crate) fn seal_identity_ca(keys: &StorageKeys, material: &[u8]) -> Result<Vec<u8>, StoreError> {
+    seal(
+        keys,
+        IDENTITY_CA,
+        IDENTITY_CA_ROW,
+        IDENTITY_CA_COLUMN,
+        material,
+    )
+}
+
+/// Open `identity_ca.material`; the plaintext is moved (not copied) into the returned buffer,
+/// which is zeroized on drop.
+pub(crate) fn open_identity_ca(
+    keys: &StorageKeys,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let mut plain = open(
+        keys,
+        IDENTITY_CA,
+        IDENTITY_CA_ROW,
+        IDENTITY_CA_COLUMN,
+        sealed,
+    )?;
+    Ok(Zeroizing::new(std::mem::take(&mut plain.0)))
+}
+
+/// `join_tokens.token_hash`: lowercase hex, so both backends key it as TEXT.
+pub(crate) fn join_token_key(token_hash: &[u8; 32]) -> String {
+    hex::encode(token_hash)
+}
+
+/// Lists of entries are ordered by (created_at, id) in byte order, the same on both backends
+/// (PostgreSQL's text ordering depends on the database collation).
+pub(crate) fn sort_entries(v: &mut [EntryRecord]) {
+    v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+}
+
+/// Nodes are ordered by (created_at, spiffe_id), in byte order.
+pub(crate) fn sort_nodes(v: &mut [NodeRecord]) {
+    v.sort_by(|a, b| (a.created_at, &a.spiffe_id).cmp(&(b.created_at, &b.spiffe_id)));
 }
 
 // ---------------------------------------------------------------- objects

@@ -10,6 +10,8 @@
 //!   crashes) and `postgres` (pooled, any number of replicas on one database).
 //! - Schema: versioned migrations in `schema`, applied at open; the same logical tables on both.
 //! - Sealing: which columns are sealed and how is described in `codec`.
+//! - Workload identity: the CA (sealed), registration entries, join tokens (hashes only,
+//!   single use) and attested nodes.
 //! - Audit: the canonical entry bytes are [`audit_entry_bytes`]; the chain is described in
 //!   `audit_log`.
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub use error::StoreError;
 pub use model::*;
 
 use daas_crypto::storage::StorageKeys;
+use zeroize::Zeroizing;
 
 /// Where the data lives. Parsed from `sqlite:PATH` (or `sqlite://PATH`, so `sqlite:///abs/db`
 /// is `/abs/db`) or `postgres://...` / `postgresql://...` (libpq URL syntax). Schemes are
@@ -232,6 +235,121 @@ impl Store {
         }
     }
 
+    // ---- workload identity ----
+    /// The identity CA material (opaque to the store: the identity crate's serialised CA key
+    /// and certificate), or `None` before the CA was created. The buffer is zeroized on drop;
+    /// callers must not log it (`Zeroizing`'s `Debug` shows the bytes).
+    pub async fn get_identity_ca(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get_identity_ca().await,
+            Self::Postgres(s) => s.get_identity_ca().await,
+        }
+    }
+    /// Insert or replace the one CA record (sealed with the storage key, AAD table
+    /// `identity_ca`, row `1`, column `material`), with its audit entry in the same transaction.
+    pub async fn put_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put_identity_ca(material, audit).await,
+            Self::Postgres(s) => s.put_identity_ca(material, audit).await,
+        }
+    }
+    /// Insert a registration entry; `Conflict` if the id exists.
+    pub async fn put_entry(
+        &self,
+        entry: &EntryRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put_entry(entry, audit).await,
+            Self::Postgres(s) => s.put_entry(entry, audit).await,
+        }
+    }
+    /// Delete a registration entry; `NotFound` if absent (and then nothing is written, not even
+    /// the audit entry: the caller audits failures itself with [`Store::append_audit`]).
+    pub async fn delete_entry(&self, id: &str, audit: &AuditEvent) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.delete_entry(id, audit).await,
+            Self::Postgres(s) => s.delete_entry(id, audit).await,
+        }
+    }
+    /// `NotFound` if absent.
+    pub async fn get_entry(&self, id: &str) -> Result<EntryRecord, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get_entry(id).await,
+            Self::Postgres(s) => s.get_entry(id).await,
+        }
+    }
+    /// All entries, ordered by (created_at, id) (ids in byte order).
+    pub async fn list_entries(&self) -> Result<Vec<EntryRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list_entries(None).await,
+            Self::Postgres(s) => s.list_entries(None).await,
+        }
+    }
+    /// Entries whose `parent_id` equals `parent` (exact, case-sensitive), ordered like
+    /// [`Store::list_entries`].
+    pub async fn list_entries_for_parent(
+        &self,
+        parent: &str,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list_entries(Some(parent)).await,
+            Self::Postgres(s) => s.list_entries(Some(parent)).await,
+        }
+    }
+    /// Store a new join token (its hash only); `Conflict` if the hash exists.
+    pub async fn put_join_token(
+        &self,
+        token: &JoinTokenRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put_join_token(token, audit).await,
+            Self::Postgres(s) => s.put_join_token(token, audit).await,
+        }
+    }
+    /// Use a join token, once, atomically:
+    ///
+    /// - it exists and `expires_at > now_ms`: delete it, insert `node`, write `audit`, return
+    ///   `Consumed`. If the node id exists the whole transaction is rolled back (the token is
+    ///   *not* consumed) and the call fails with `Conflict`.
+    /// - it exists but has expired: delete it (it can never be used) and return `Expired`
+    ///   without writing `audit`.
+    /// - absent (never issued or already used): return `Unknown`, writing nothing.
+    ///
+    /// Of concurrent consumers of one token (on any number of replicas) exactly one gets
+    /// `Consumed`. Failures other than `Consumed` are for the caller to audit.
+    pub async fn consume_join_token(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+        node: &NodeRecord,
+        audit: &AuditEvent,
+    ) -> Result<JoinTokenUse, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.consume_join_token(token_hash, now_ms, node, audit).await,
+            Self::Postgres(s) => s.consume_join_token(token_hash, now_ms, node, audit).await,
+        }
+    }
+    /// `NotFound` if the node never joined.
+    pub async fn get_node(&self, spiffe_id: &str) -> Result<NodeRecord, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get_node(spiffe_id).await,
+            Self::Postgres(s) => s.get_node(spiffe_id).await,
+        }
+    }
+    /// All nodes, ordered by (created_at, spiffe_id) (ids in byte order).
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list_nodes().await,
+            Self::Postgres(s) => s.list_nodes().await,
+        }
+    }
+
     // ---- audit ----
     /// Append a standalone audit entry (reads, denials). Returns its sequence number.
     pub async fn append_audit(&self, audit: &AuditEvent) -> Result<u64, StoreError> {
@@ -366,6 +484,18 @@ mod tests {
             send(store.put_secret(s, e));
             send(store.list_secrets());
             send(store.verify_audit());
+            send(store.put_identity_ca(&[], e));
+            send(store.get_identity_ca());
+            send(store.list_entries_for_parent("spiffe://x/node"));
+            send(store.consume_join_token(
+                &[0; 32],
+                0,
+                &NodeRecord {
+                    spiffe_id: String::new(),
+                    created_at: 0,
+                },
+                e,
+            ));
             send(Store::open(
                 &StoreUrl::Postgres(String::new()),
                 daas_crypto::storage::StorageKeys::derive(&daas_crypto::Key256::from_bytes(

@@ -97,3 +97,52 @@ pub struct AuditReport {
     /// Sequence number of the first entry whose link does not verify (or that is missing).
     pub first_broken: Option<u64>,
 }
+
+// ---------------------------------------------------------------- workload identity
+
+/// A registration entry of the workload-identity engine: which SPIFFE ID a workload under a
+/// given node may obtain. Configuration, not a secret: stored in plain columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRecord {
+    /// Entry id, `[A-Za-z0-9_-]{1,64}` (validated by the caller).
+    pub id: String,
+    /// The SPIFFE ID issued to workloads matching this entry.
+    pub spiffe_id: String,
+    /// The node SPIFFE ID allowed to obtain it.
+    pub parent_id: String,
+    /// The entry as JSON, produced and validated by the identity crate (opaque to the store).
+    pub body: Vec<u8>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A single-use node join token. Only its hash is stored, so a database dump cannot be used to
+/// join a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenRecord {
+    /// SHA-256 of the token; the token itself is never stored.
+    pub token_hash: [u8; 32],
+    /// Unix milliseconds; the token is usable while `now < expires_at`.
+    pub expires_at: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A node that joined with a join token (attested agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub spiffe_id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Outcome of [`crate::Store::consume_join_token`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinTokenUse {
+    /// The token was valid; it is gone now and the node is registered.
+    Consumed,
+    /// No such token (never issued, or already used).
+    Unknown,
+    /// The token existed but had expired; it has been deleted.
+    Expired,
+}

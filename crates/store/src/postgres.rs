@@ -21,12 +21,13 @@ use daas_crypto::storage::StorageKeys;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
+use zeroize::Zeroizing;
 
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
 use crate::codec::{self, AppRow, ObjectRow, SecretRow};
 use crate::{
-    AppRecord, AuditEntry, AuditEvent, AuditReport, ObjectRecord, SecretRecord, SecretSummary,
-    StoreError, schema,
+    AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord, JoinTokenRecord, JoinTokenUse,
+    NodeRecord, ObjectRecord, SecretRecord, SecretSummary, StoreError, schema,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -140,6 +141,25 @@ fn app_row(r: &Row) -> Result<AppRow, StoreError> {
         name: r.try_get(2).db()?,
         token_hash: r.try_get(3).db()?,
         created_at: r.try_get(4).db()?,
+    })
+}
+
+const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, body, created_at";
+
+fn entry_row(r: &Row) -> Result<EntryRecord, StoreError> {
+    Ok(EntryRecord {
+        id: r.try_get(0).db()?,
+        spiffe_id: r.try_get(1).db()?,
+        parent_id: r.try_get(2).db()?,
+        body: r.try_get(3).db()?,
+        created_at: r.try_get(4).db()?,
+    })
+}
+
+fn node_row(r: &Row) -> Result<NodeRecord, StoreError> {
+    Ok(NodeRecord {
+        spiffe_id: r.try_get(0).db()?,
+        created_at: r.try_get(1).db()?,
     })
 }
 
@@ -671,6 +691,222 @@ impl PgStore {
             out.push(app_row(r)?.open(self.keys())?);
         }
         codec::sort_apps(&mut out);
+        Ok(out)
+    }
+
+    pub(crate) async fn get_identity_ca(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT material FROM identity_ca WHERE id = 1")
+            .await
+            .db()?;
+        let Some(row) = client.query_opt(&stmt, &[]).await.db()? else {
+            return Ok(None);
+        };
+        let sealed: Vec<u8> = row.try_get(0).db()?;
+        codec::open_identity_ca(self.keys(), &sealed).map(Some)
+    }
+
+    pub(crate) async fn put_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let sealed = codec::seal_identity_ca(self.keys(), material)?;
+        let updated_at = crate::audit_log::now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO identity_ca (id, material, updated_at) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE
+                 SET material = excluded.material, updated_at = excluded.updated_at",
+            )
+            .await
+            .db()?;
+        tx.execute(&stmt, &[&sealed, &updated_at]).await.db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn put_entry(
+        &self,
+        entry: &EntryRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO entries (id, spiffe_id, parent_id, body, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await
+            .db()?;
+        tx.execute(
+            &stmt,
+            &[
+                &entry.id,
+                &entry.spiffe_id,
+                &entry.parent_id,
+                &entry.body,
+                &entry.created_at,
+            ],
+        )
+        .await
+        .db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn delete_entry(
+        &self,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached("DELETE FROM entries WHERE id = $1")
+            .await
+            .db()?;
+        // Dropping the transaction rolls it back: no audit entry for a missing id.
+        if tx.execute(&stmt, &[&id]).await.db()? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn get_entry(&self, id: &str) -> Result<EntryRecord, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1"
+            ))
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&id])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        entry_row(&row)
+    }
+
+    /// All entries, or those of one parent.
+    pub(crate) async fn list_entries(
+        &self,
+        parent: Option<&str>,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = match parent {
+            Some(parent) => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {ENTRY_COLUMNS} FROM entries WHERE parent_id = $1"
+                    ))
+                    .await
+                    .db()?;
+                client.query(&stmt, &[&parent]).await.db()?
+            }
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries"))
+                    .await
+                    .db()?;
+                client.query(&stmt, &[]).await.db()?
+            }
+        };
+        let mut out = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
+        codec::sort_entries(&mut out);
+        Ok(out)
+    }
+
+    pub(crate) async fn put_join_token(
+        &self,
+        token: &JoinTokenRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let key = codec::join_token_key(&token.token_hash);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO join_tokens (token_hash, expires_at, created_at)
+                 VALUES ($1, $2, $3)",
+            )
+            .await
+            .db()?;
+        tx.execute(&stmt, &[&key, &token.expires_at, &token.created_at])
+            .await
+            .db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn consume_join_token(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+        node: &NodeRecord,
+        audit: &AuditEvent,
+    ) -> Result<JoinTokenUse, StoreError> {
+        let key = codec::join_token_key(token_hash);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        // The DELETE takes the row lock: a concurrent consumer waits for our commit and then
+        // finds no row (Unknown), or, if we roll back, deletes it itself. Exactly one wins.
+        let stmt = tx
+            .prepare_cached("DELETE FROM join_tokens WHERE token_hash = $1 RETURNING expires_at")
+            .await
+            .db()?;
+        let Some(row) = tx.query_opt(&stmt, &[&key]).await.db()? else {
+            // Nothing was changed; dropping the transaction rolls it back.
+            return Ok(JoinTokenUse::Unknown);
+        };
+        let expires_at: i64 = row.try_get(0).db()?;
+        if expires_at <= now_ms {
+            // Keep the delete: an expired token can never be used anyway.
+            tx.commit().await.db()?;
+            return Ok(JoinTokenUse::Expired);
+        }
+        let stmt = tx
+            .prepare_cached("INSERT INTO nodes (spiffe_id, created_at) VALUES ($1, $2)")
+            .await
+            .db()?;
+        // A duplicate node is Conflict; dropping the transaction restores the token.
+        tx.execute(&stmt, &[&node.spiffe_id, &node.created_at])
+            .await
+            .db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()?;
+        Ok(JoinTokenUse::Consumed)
+    }
+
+    pub(crate) async fn get_node(&self, spiffe_id: &str) -> Result<NodeRecord, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT spiffe_id, created_at FROM nodes WHERE spiffe_id = $1")
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&spiffe_id])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        node_row(&row)
+    }
+
+    pub(crate) async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT spiffe_id, created_at FROM nodes")
+            .await
+            .db()?;
+        let rows = client.query(&stmt, &[]).await.db()?;
+        let mut out = rows.iter().map(node_row).collect::<Result<Vec<_>, _>>()?;
+        codec::sort_nodes(&mut out);
         Ok(out)
     }
 

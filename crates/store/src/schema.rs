@@ -25,9 +25,10 @@ pub(crate) const SCHEMA_VERSION_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS sch
     applied_at BIGINT NOT NULL
 )";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -76,7 +77,7 @@ CREATE TABLE audit_head (
     tag TEXT NOT NULL
 ) STRICT;
 ",
-    postgres: "
+        postgres: "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BYTEA NOT NULL
@@ -125,7 +126,61 @@ CREATE TABLE audit_head (
     tag TEXT NOT NULL
 );
 ",
-}];
+    },
+    // Workload identity: the CA (sealed), registration entries, join tokens (hashes only) and
+    // attested nodes. Entries and nodes are configuration, so their columns are plain.
+    Migration {
+        version: 2,
+        sqlite: "
+CREATE TABLE identity_ca (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    material   BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE entries (
+    id         TEXT PRIMARY KEY,
+    spiffe_id  TEXT NOT NULL,
+    parent_id  TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX entries_parent_id ON entries (parent_id);
+CREATE TABLE join_tokens (
+    token_hash TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE nodes (
+    spiffe_id  TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) STRICT;
+",
+        postgres: "
+CREATE TABLE identity_ca (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    material   BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE entries (
+    id         TEXT PRIMARY KEY,
+    spiffe_id  TEXT NOT NULL,
+    parent_id  TEXT NOT NULL,
+    body       BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX entries_parent_id ON entries (parent_id);
+CREATE TABLE join_tokens (
+    token_hash TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE nodes (
+    spiffe_id  TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+",
+    },
+];
 
 /// The newest version this build knows.
 pub(crate) fn latest() -> i32 {

@@ -47,12 +47,13 @@ use daas_crypto::ObjectId;
 use daas_crypto::storage::StorageKeys;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use zeroize::Zeroizing;
 
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
 use crate::codec::{self, AppRow, ObjectRow, SecretRow};
 use crate::{
-    AppRecord, AuditEntry, AuditEvent, AuditReport, ObjectRecord, SecretRecord, SecretSummary,
-    StoreError, schema,
+    AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord, JoinTokenRecord, JoinTokenUse,
+    NodeRecord, ObjectRecord, SecretRecord, SecretSummary, StoreError, schema,
 };
 
 /// Most jobs committed in one transaction.
@@ -637,6 +638,25 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
     })
 }
 
+const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, body, created_at";
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRecord> {
+    Ok(EntryRecord {
+        id: r.get(0)?,
+        spiffe_id: r.get(1)?,
+        parent_id: r.get(2)?,
+        body: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
+    Ok(NodeRecord {
+        spiffe_id: r.get(0)?,
+        created_at: r.get(1)?,
+    })
+}
+
 fn raw_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok(RawEntry {
         seq: r.get(0)?,
@@ -1060,6 +1080,237 @@ impl SqliteStore {
                 out.push(row.db()?.open(keys)?);
             }
             codec::sort_apps(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_identity_ca(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        self.read(|conn, keys| {
+            let sealed: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT material FROM identity_ca WHERE id = 1")
+                .db()?
+                .query_row([], |r| r.get(0))
+                .optional()
+                .db()?;
+            sealed
+                .map(|sealed| codec::open_identity_ca(keys, &sealed))
+                .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn put_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        // Sealed here, in the calling task: the writer thread never sees the plaintext.
+        let sealed = codec::seal_identity_ca(&self.inner.keys, material)?;
+        let updated_at = crate::audit_log::now_ms();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO identity_ca (id, material, updated_at) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO UPDATE
+                     SET material = excluded.material, updated_at = excluded.updated_at",
+                )
+                .db()?
+                .execute(params![sealed, updated_at])
+                .db()?;
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn put_entry(
+        &self,
+        entry: &EntryRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO entries (id, spiffe_id, parent_id, body, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .db()?
+                .execute(params![
+                    entry.id,
+                    entry.spiffe_id,
+                    entry.parent_id,
+                    entry.body,
+                    entry.created_at
+                ])
+                .db()?;
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_entry(
+        &self,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM entries WHERE id = ?1")
+                .db()?
+                .execute([&id])
+                .db()?;
+            // An error rolls back the job's savepoint: no audit entry for a missing id.
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn get_entry(&self, id: &str) -> Result<EntryRecord, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn, _| {
+            conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"
+            ))
+            .db()?
+            .query_row([&id], entry_row)
+            .optional()
+            .db()?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// All entries, or those of one parent.
+    pub(crate) async fn list_entries(
+        &self,
+        parent: Option<&str>,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        let parent = parent.map(str::to_owned);
+        self.read(move |conn, _| {
+            let mut stmt;
+            let rows = match &parent {
+                Some(parent) => {
+                    stmt = conn
+                        .prepare_cached(&format!(
+                            "SELECT {ENTRY_COLUMNS} FROM entries WHERE parent_id = ?1"
+                        ))
+                        .db()?;
+                    stmt.query_map([parent], entry_row).db()?
+                }
+                None => {
+                    stmt = conn
+                        .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries"))
+                        .db()?;
+                    stmt.query_map([], entry_row).db()?
+                }
+            };
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+            codec::sort_entries(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn put_join_token(
+        &self,
+        token: &JoinTokenRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let key = codec::join_token_key(&token.token_hash);
+        let (expires_at, created_at) = (token.expires_at, token.created_at);
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO join_tokens (token_hash, expires_at, created_at)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .db()?
+                .execute(params![key, expires_at, created_at])
+                .db()?;
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn consume_join_token(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+        node: &NodeRecord,
+        audit: &AuditEvent,
+    ) -> Result<JoinTokenUse, StoreError> {
+        let key = codec::join_token_key(token_hash);
+        let node = node.clone();
+        let audit = audit.clone();
+        // Atomic by construction: the single writer runs this job alone inside its savepoint,
+        // so no other consumer can see the token between the lookup and the delete.
+        self.write(move |ctx| {
+            let expires_at: Option<i64> = ctx
+                .conn
+                .prepare_cached(
+                    "DELETE FROM join_tokens WHERE token_hash = ?1 RETURNING expires_at",
+                )
+                .db()?
+                .query_row([&key], |r| r.get(0))
+                .optional()
+                .db()?;
+            let Some(expires_at) = expires_at else {
+                return Ok(JoinTokenUse::Unknown);
+            };
+            if expires_at <= now_ms {
+                // Returning Ok keeps the delete: an expired token can never be used anyway.
+                return Ok(JoinTokenUse::Expired);
+            }
+            // A duplicate node fails the job, rolling its savepoint (and the delete) back.
+            ctx.conn
+                .prepare_cached("INSERT INTO nodes (spiffe_id, created_at) VALUES (?1, ?2)")
+                .db()?
+                .execute(params![node.spiffe_id, node.created_at])
+                .db()?;
+            ctx.audit(&audit)?;
+            Ok(JoinTokenUse::Consumed)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_node(&self, spiffe_id: &str) -> Result<NodeRecord, StoreError> {
+        let spiffe_id = spiffe_id.to_owned();
+        self.read(move |conn, _| {
+            conn.prepare_cached("SELECT spiffe_id, created_at FROM nodes WHERE spiffe_id = ?1")
+                .db()?
+                .query_row([&spiffe_id], node_row)
+                .optional()
+                .db()?
+                .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    pub(crate) async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT spiffe_id, created_at FROM nodes")
+                .db()?;
+            let mut out = stmt
+                .query_map([], node_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            codec::sort_nodes(&mut out);
             Ok(out)
         })
         .await

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use daas_crypto::storage::StorageKeys;
 use daas_crypto::{Key256, ObjectId};
 use daas_store::{
-    AppRecord, AuditEvent, ObjectMode, ObjectRecord, SecretRecord, Store, StoreError, StoreUrl,
+    AppRecord, AuditEvent, EntryRecord, JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectMode,
+    ObjectRecord, SecretRecord, Store, StoreError, StoreUrl,
 };
 
 /// What the suite needs from a backend besides the store: raw access for tampering and dumps.
@@ -58,6 +59,13 @@ macro_rules! store_suite {
             moved_sealed_value_is_integrity,
             storage_unavailable,
             crash_durability,
+            migration_2_upgrades_a_version_1_database,
+            identity_ca_roundtrip_and_replace,
+            identity_ca_tamper_is_integrity,
+            entry_roundtrip_and_conflicts,
+            join_token_lifecycle,
+            join_token_node_conflict_keeps_token,
+            join_token_concurrent_consumers,
         );
 
         /// Not a test on its own: the child process of `crash_durability` (no-op otherwise).
@@ -192,10 +200,10 @@ pub(crate) async fn migrations_are_idempotent(b: &impl Backend) {
     for _ in 0..2 {
         drop(reopen(b, keys(1)).await.unwrap());
     }
-    assert_eq!(b.query_i64("SELECT COUNT(*) FROM schema_version").await, 1);
+    assert_eq!(b.query_i64("SELECT COUNT(*) FROM schema_version").await, 2);
     assert_eq!(
         b.query_i64("SELECT MAX(version) FROM schema_version").await,
-        1
+        2
     );
     assert_eq!(b.query_i64("SELECT COUNT(*) FROM audit_head").await, 1);
     assert_eq!(b.query_i64("SELECT COUNT(*) FROM meta").await, 1);
@@ -724,6 +732,7 @@ const AUDIENCE: &str = "audience-sentinel-c3d4";
 const ACCESS: &str = "access-sentinel-e5f6";
 const APP_NAME: &str = "app-sentinel-name-4b5c";
 const TOKEN_HASH: &str = "tokenhash-sentinel-6d7e";
+const CA_MATERIAL: &[u8] = b"-----BEGIN PRIVATE KEY----- CA-SENTINEL-8f9a0b1c";
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -774,7 +783,15 @@ pub(crate) async fn dump_reveals_nothing(b: &impl Backend) {
         ..app("app_1", APP_NAME)
     };
     store.put_app(&a, &ev("app.create", "app_1")).await.unwrap();
+    store
+        .put_identity_ca(CA_MATERIAL, &ev("identity.ca.create", "ca"))
+        .await
+        .unwrap();
     assert_eq!(store.get_object(&id(1)).await.unwrap(), obj);
+    assert_eq!(
+        store.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        CA_MATERIAL
+    );
 
     let dump = b.dump().await;
     assert!(dump.len() > 1000, "the dump is suspiciously small");
@@ -792,6 +809,7 @@ pub(crate) async fn dump_reveals_nothing(b: &impl Backend) {
     assert_absent(&dump, "access list", ACCESS.as_bytes());
     assert_absent(&dump, "app name", APP_NAME.as_bytes());
     assert_absent(&dump, "app token hash", TOKEN_HASH.as_bytes());
+    assert_absent(&dump, "identity CA material", CA_MATERIAL);
 }
 
 pub(crate) async fn wrong_key_is_integrity(b: &impl Backend) {
@@ -979,4 +997,466 @@ pub(crate) async fn crash_durability(b: &impl Backend) {
         .await
         .unwrap();
     assert_eq!(count_audit(&store).await, report.entries + 1);
+}
+
+// ---------------------------------------------------------------- workload identity
+
+fn entry(id: &str, parent: &str, created_at: i64) -> EntryRecord {
+    EntryRecord {
+        id: id.into(),
+        spiffe_id: format!("spiffe://example.org/workload/{id}"),
+        parent_id: parent.into(),
+        // Not necessarily UTF-8 for the store: the column is a BLOB.
+        body: [format!("{{\"id\":\"{id}\"}}").as_bytes(), &[0x00, 0xff]].concat(),
+        created_at,
+    }
+}
+
+fn token_hash(n: u8) -> [u8; 32] {
+    let mut h = [0xabu8; 32];
+    h[31] = n;
+    h
+}
+
+fn token(n: u8, expires_at: i64) -> JoinTokenRecord {
+    JoinTokenRecord {
+        token_hash: token_hash(n),
+        expires_at,
+        created_at: expires_at - 600_000,
+    }
+}
+
+fn node(name: &str) -> NodeRecord {
+    NodeRecord {
+        spiffe_id: format!("spiffe://example.org/node/{name}"),
+        created_at: 1_700_000_300_000,
+    }
+}
+
+const NODE_A: &str = "spiffe://example.org/node/a";
+const NODE_B: &str = "spiffe://example.org/node/b";
+/// "Now" for the join-token tests; tokens expire relative to it.
+const NOW: i64 = 1_700_000_500_000;
+
+async fn count_tokens(b: &impl Backend) -> i64 {
+    b.query_i64("SELECT COUNT(*) FROM join_tokens").await
+}
+
+/// A database created before the identity tables existed (version 1) gains them on open and
+/// keeps its data.
+pub(crate) async fn migration_2_upgrades_a_version_1_database(b: &impl Backend) {
+    b.store()
+        .put_object(&object(1), &ev("safe.encrypt", "1"))
+        .await
+        .unwrap();
+    // Turn the database back into a version-1 one.
+    b.exec(
+        "DROP TABLE identity_ca; DROP TABLE entries; DROP TABLE join_tokens; DROP TABLE nodes;
+         DELETE FROM schema_version WHERE version = 2",
+    )
+    .await;
+    assert_eq!(
+        b.query_i64("SELECT MAX(version) FROM schema_version").await,
+        1
+    );
+    let store = reopen(b, keys(1)).await.unwrap();
+    assert_eq!(
+        b.query_i64("SELECT MAX(version) FROM schema_version").await,
+        2
+    );
+    assert_eq!(store.get_object(&id(1)).await.unwrap(), object(1));
+    assert!(store.get_identity_ca().await.unwrap().is_none());
+    store
+        .put_entry(&entry("e1", NODE_A, 1), &ev("identity.entry.create", "e1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_entries().await.unwrap(),
+        [entry("e1", NODE_A, 1)]
+    );
+    assert_chain_ok(&store, 2).await;
+}
+
+pub(crate) async fn identity_ca_roundtrip_and_replace(b: &impl Backend) {
+    let store = b.store();
+    assert!(store.get_identity_ca().await.unwrap().is_none());
+    let first: Vec<u8> = (0..=255u8).collect();
+    store
+        .put_identity_ca(&first, &ev("identity.ca.create", "ca"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        first.as_slice()
+    );
+    let second = b"second CA, after rotation".to_vec();
+    store
+        .put_identity_ca(&second, &ev("identity.ca.rotate", "ca"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        second.as_slice()
+    );
+    // Still exactly one row, and it is sealed (not the plaintext).
+    assert_eq!(b.query_i64("SELECT COUNT(*) FROM identity_ca").await, 1);
+    assert_eq!(
+        b.query_i64("SELECT id FROM identity_ca").await,
+        1,
+        "the CA lives in row 1"
+    );
+    // Another handle sees the same CA.
+    let again = reopen(b, keys(1)).await.unwrap();
+    assert_eq!(
+        again.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        second.as_slice()
+    );
+    drop(again);
+    assert_chain_ok(store, 2).await;
+    let actions: Vec<String> = store
+        .list_audit(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action)
+        .collect();
+    assert_eq!(actions, ["identity.ca.create", "identity.ca.rotate"]);
+}
+
+pub(crate) async fn identity_ca_tamper_is_integrity(b: &impl Backend) {
+    let store = b.store();
+    store
+        .put_identity_ca(b"ca material", &ev("identity.ca.create", "ca"))
+        .await
+        .unwrap();
+    // A sealed value from elsewhere (another table's AAD) does not open as the CA.
+    b.exec("UPDATE identity_ca SET material = (SELECT value FROM meta WHERE key = 'key_check')")
+        .await;
+    assert!(matches!(
+        store.get_identity_ca().await,
+        Err(StoreError::Integrity {
+            table: "identity_ca",
+            column: "material"
+        })
+    ));
+    // Writing a new CA repairs it.
+    store
+        .put_identity_ca(b"new ca", &ev("identity.ca.rotate", "ca"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        b"new ca"
+    );
+    // What is stored is the sealed value (nonce and tag around it), not the plaintext.
+    assert!(
+        b.query_i64("SELECT length(material) FROM identity_ca")
+            .await
+            >= i64::try_from(b"new ca".len()).unwrap() + 28
+    );
+}
+
+pub(crate) async fn entry_roundtrip_and_conflicts(b: &impl Backend) {
+    let store = b.store();
+    assert!(store.list_entries().await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_entry("e1").await,
+        Err(StoreError::NotFound)
+    ));
+    // Inserted out of order: lists are ordered by (created_at, id), ids in byte order.
+    let all = [
+        entry("e3", NODE_A, 20),
+        entry("e1", NODE_B, 10),
+        entry("e2", NODE_A, 10),
+        entry("B", NODE_A, 20),
+        entry("a", NODE_B, 30),
+    ];
+    for e in &all {
+        store
+            .put_entry(e, &ev("identity.entry.create", &e.id))
+            .await
+            .unwrap();
+    }
+    for e in &all {
+        assert_eq!(&store.get_entry(&e.id).await.unwrap(), e);
+    }
+    let ids = |v: Vec<EntryRecord>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_entries().await.unwrap()),
+        ["e1", "e2", "B", "e3", "a"]
+    );
+    assert_eq!(
+        ids(store.list_entries_for_parent(NODE_A).await.unwrap()),
+        ["e2", "B", "e3"]
+    );
+    assert_eq!(
+        ids(store.list_entries_for_parent(NODE_B).await.unwrap()),
+        ["e1", "a"]
+    );
+    assert!(
+        store
+            .list_entries_for_parent("spiffe://example.org/node/A")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Duplicate id: Conflict, the original is untouched and nothing is audited.
+    let clash = entry("e1", NODE_A, 99);
+    assert!(matches!(
+        store
+            .put_entry(&clash, &ev("identity.entry.create", "e1"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_entry("e1").await.unwrap(), all[1]);
+    assert_chain_ok(store, 5).await;
+
+    store
+        .delete_entry("e2", &ev("identity.entry.delete", "e2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_entry("e2").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        ids(store.list_entries_for_parent(NODE_A).await.unwrap()),
+        ["B", "e3"]
+    );
+    assert_chain_ok(store, 6).await;
+    let head = store.verify_audit().await.unwrap().head;
+    // Deleting a missing entry writes nothing, not even the audit entry.
+    for missing in ["e2", "nope"] {
+        assert!(matches!(
+            store
+                .delete_entry(missing, &ev("identity.entry.delete", missing))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    let report = store.verify_audit().await.unwrap();
+    assert_eq!(
+        (report.entries, report.head, report.first_broken),
+        (6, head, None)
+    );
+    assert_eq!(b.query_i64("SELECT COUNT(*) FROM entries").await, 4);
+    let last = store.list_audit(5, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].event, ev("identity.entry.delete", "e2"));
+}
+
+pub(crate) async fn join_token_lifecycle(b: &impl Backend) {
+    let store = b.store();
+    assert!(store.list_nodes().await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_node(NODE_A).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .put_join_token(&token(1, NOW + 60_000), &ev("identity.token.create", "1"))
+        .await
+        .unwrap();
+    // Same hash twice: Conflict.
+    assert!(matches!(
+        store
+            .put_join_token(&token(1, NOW + 120_000), &ev("identity.token.create", "1"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // Only the hash, as lowercase hex, is stored.
+    assert_eq!(
+        b.query_i64(&format!(
+            "SELECT COUNT(*) FROM join_tokens WHERE token_hash = '{}'",
+            hex_lower(&token_hash(1))
+        ))
+        .await,
+        1
+    );
+    assert_chain_ok(store, 1).await;
+
+    // Valid: consumed, node registered, token gone, audited.
+    let join = ev("identity.node.attest", NODE_A);
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(1), NOW, &node("a"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Consumed
+    );
+    assert_eq!(store.get_node(NODE_A).await.unwrap(), node("a"));
+    assert_eq!(store.list_nodes().await.unwrap(), [node("a")]);
+    assert_eq!(count_tokens(b).await, 0);
+    assert_chain_ok(store, 2).await;
+    assert_eq!(store.list_audit(1, 10).await.unwrap()[0].event, join);
+    // Single use.
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(1), NOW, &node("b"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Unknown
+    );
+
+    // Expired (expires_at == now is already expired): deleted, not audited, no node.
+    store
+        .put_join_token(&token(2, NOW), &ev("identity.token.create", "2"))
+        .await
+        .unwrap();
+    assert_chain_ok(store, 3).await;
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(2), NOW, &node("b"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Expired
+    );
+    assert_eq!(count_tokens(b).await, 0);
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(2), NOW - 1_000_000, &node("b"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Unknown
+    );
+    // Never issued.
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(3), NOW, &node("b"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Unknown
+    );
+    assert!(matches!(
+        store.get_node(NODE_B).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.list_nodes().await.unwrap(), [node("a")]);
+    assert_chain_ok(store, 3).await;
+
+    // Valid one millisecond before expiry; nodes are listed by (created_at, spiffe_id).
+    store
+        .put_join_token(&token(4, NOW + 1), &ev("identity.token.create", "4"))
+        .await
+        .unwrap();
+    let early = NodeRecord {
+        created_at: 5,
+        ..node("z")
+    };
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(4), NOW, &early, &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Consumed
+    );
+    assert_eq!(store.list_nodes().await.unwrap(), [early, node("a")]);
+    assert_chain_ok(store, 5).await;
+}
+
+/// A node id that already exists fails the whole consumption: the token survives for a retry.
+pub(crate) async fn join_token_node_conflict_keeps_token(b: &impl Backend) {
+    let store = b.store();
+    for n in [1, 2] {
+        store
+            .put_join_token(&token(n, NOW + 60_000), &ev("identity.token.create", "t"))
+            .await
+            .unwrap();
+    }
+    let join = ev("identity.node.attest", "n");
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(1), NOW, &node("a"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Consumed
+    );
+    assert_chain_ok(store, 3).await;
+    let taken = NodeRecord {
+        created_at: 42,
+        ..node("a")
+    };
+    assert!(matches!(
+        store
+            .consume_join_token(&token_hash(2), NOW, &taken, &join)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // Rolled back: token still there, node unchanged, nothing audited.
+    assert_eq!(count_tokens(b).await, 1);
+    assert_eq!(store.get_node(NODE_A).await.unwrap(), node("a"));
+    assert_chain_ok(store, 3).await;
+    assert_eq!(
+        store
+            .consume_join_token(&token_hash(2), NOW, &node("b"), &join)
+            .await
+            .unwrap(),
+        JoinTokenUse::Consumed
+    );
+    assert_eq!(count_tokens(b).await, 0);
+    assert_eq!(store.list_nodes().await.unwrap(), [node("a"), node("b")]);
+    assert_chain_ok(store, 4).await;
+}
+
+/// Many consumers race for each token: exactly one wins, the others see `Unknown`.
+pub(crate) async fn join_token_concurrent_consumers(b: &impl Backend) {
+    let store = b.store();
+    const TOKENS: u8 = 4;
+    const RACERS: usize = 8;
+    for t in 0..TOKENS {
+        store
+            .put_join_token(&token(t, NOW + 60_000), &ev("identity.token.create", "t"))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for t in 0..TOKENS {
+        for r in 0..RACERS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = node(&format!("{t}-{r}"));
+                let use_ = store
+                    .consume_join_token(
+                        &token_hash(t),
+                        NOW,
+                        &n,
+                        &ev("identity.node.attest", &n.spiffe_id),
+                    )
+                    .await
+                    .unwrap();
+                (t, use_)
+            }));
+        }
+    }
+    // Two consumers on one token inside one `join!` as well (same task, interleaved polls).
+    store
+        .put_join_token(&token(200, NOW + 60_000), &ev("identity.token.create", "t"))
+        .await
+        .unwrap();
+    let join = ev("identity.node.attest", "pair");
+    let (hash, nx, ny) = (token_hash(200), node("x"), node("y"));
+    let (x, y) = tokio::join!(
+        store.consume_join_token(&hash, NOW, &nx, &join),
+        store.consume_join_token(&hash, NOW, &ny, &join),
+    );
+    let mut pair = [x.unwrap(), y.unwrap()];
+    pair.sort_by_key(|u| *u != JoinTokenUse::Consumed);
+    assert_eq!(pair, [JoinTokenUse::Consumed, JoinTokenUse::Unknown]);
+
+    let mut consumed = [0usize; TOKENS as usize];
+    for task in tasks {
+        let (t, use_) = task.await.unwrap();
+        match use_ {
+            JoinTokenUse::Consumed => consumed[usize::from(t)] += 1,
+            JoinTokenUse::Unknown => {}
+            JoinTokenUse::Expired => panic!("token {t} reported expired"),
+        }
+    }
+    assert_eq!(consumed, [1; TOKENS as usize]);
+    assert_eq!(count_tokens(b).await, 0);
+    assert_eq!(
+        store.list_nodes().await.unwrap().len(),
+        usize::from(TOKENS) + 1
+    );
+    // TOKENS + 1 creations and as many successful consumptions.
+    assert_chain_ok(store, 2 * (u64::from(TOKENS) + 1)).await;
 }
