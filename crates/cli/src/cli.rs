@@ -35,9 +35,61 @@ pub enum Command {
     /// List and verify the audit log (admin)
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Join tokens for sensors (admin)
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Registration entries: which workloads get which SPIFFE ID (admin)
+    #[command(subcommand)]
+    Entry(EntryCmd),
     /// Load benchmarks
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// One-time join tokens
+    #[command(subcommand)]
+    Token(NodeTokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeTokenCmd {
+    /// Create a one-time join token; prints it
+    Create {
+        /// Lifetime (e.g. 10m, 1h; at most 24h)
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EntryCmd {
+    /// Create a registration entry; prints it as JSON
+    Create {
+        /// The SPIFFE ID matching workloads receive (spiffe://TRUST-DOMAIN/PATH)
+        #[arg(long, value_name = "SPIFFE-ID")]
+        id: String,
+        /// A selector the workload must show (repeatable; at least one unix:sha256:HEX)
+        #[arg(long = "selector", value_name = "SELECTOR", required = true)]
+        selectors: Vec<String>,
+        /// The node (sensor) allowed to obtain it; default: any node of the trust domain
+        #[arg(long, value_name = "SPIFFE-ID")]
+        node: Option<String>,
+        /// X.509-SVID lifetime (default 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// A role granted to the identity (repeatable)
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+    },
+    /// List registration entries as JSON
+    List,
+    /// Delete a registration entry
+    Delete {
+        /// The entry id (from `daas entry list`)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -22,8 +22,8 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{
-    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, OperatorCmd, SHARE_ENV,
-    SecretCmd, ServerArgs, ShareArgs,
+    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, NodeCmd,
+    NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, ServerArgs, ShareArgs,
 };
 
 fn main() -> ExitCode {
@@ -35,10 +35,14 @@ fn main() -> ExitCode {
         return clap_error(&e);
     }
     init_tracing(matches!(cli.command, Command::Server(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The load generator runs on one thread (as wrk does): on a small machine shared with the
+    // server under test, a second busy thread only takes CPU from the server and adds wake-ups.
+    let mut builder = if matches!(cli.command, Command::Bench(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -274,6 +278,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Decrypt(args) => decrypt(args).await?,
         Command::Secret(cmd) => secret(cmd).await?,
         Command::Audit(cmd) => audit(cmd).await?,
+        Command::Node(NodeCmd::Token(NodeTokenCmd::Create { ttl })) => {
+            let token = client()?.join_token_create(Some(ttl)).await?;
+            io::write_stdout(format!("{}\n", token.token.expose()).as_bytes())?;
+        }
+        Command::Entry(cmd) => entry(cmd).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -448,6 +457,61 @@ async fn app(cmd: AppCmd) -> Result<()> {
             })
         }
     }
+}
+
+// ---------------------------------------------------------------- identity
+
+async fn entry(cmd: EntryCmd) -> Result<()> {
+    let client = client()?;
+    match cmd {
+        EntryCmd::Create {
+            id,
+            selectors,
+            node,
+            ttl,
+            roles,
+        } => {
+            // Without --node, any node of the entry's trust domain may obtain it: the parent is
+            // the trust domain ID itself.
+            let parent_id = match node {
+                Some(node) => node,
+                None => trust_domain_id(&id)?,
+            };
+            let entry = client
+                .entry_create(&daas_sdk::NewEntry {
+                    spiffe_id: id,
+                    parent_id,
+                    selectors,
+                    x509_ttl_secs: ttl.map(|d| d.as_secs()),
+                    roles,
+                    allow_without_digest: false,
+                })
+                .await?;
+            io::print_json(&entry)
+        }
+        EntryCmd::List => {
+            #[derive(Serialize)]
+            struct Out {
+                entries: Vec<daas_sdk::EntryInfo>,
+            }
+            io::print_json(&Out {
+                entries: client.entry_list().await?,
+            })
+        }
+        EntryCmd::Delete { id } => client.entry_delete(&id).await.map_err(Into::into),
+    }
+}
+
+/// `spiffe://td/path` → `spiffe://td` (the server validates the ID itself).
+fn trust_domain_id(id: &str) -> Result<String> {
+    let rest = id
+        .strip_prefix("spiffe://")
+        .ok_or_else(|| anyhow::anyhow!("--id must be a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH)"))?;
+    let domain = rest.split('/').next().unwrap_or_default();
+    if domain.is_empty() {
+        anyhow::bail!("--id must be a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH)");
+    }
+    Ok(format!("spiffe://{domain}"))
 }
 
 // ---------------------------------------------------------------- safe

@@ -40,6 +40,10 @@ fn check_snapshot(name: &str, args: &[&str]) {
 fn help_snapshots() {
     check_snapshot("daas--help.txt", &["--help"]);
     check_snapshot("daas-encrypt--help.txt", &["encrypt", "--help"]);
+    check_snapshot(
+        "daas-entry-create--help.txt",
+        &["entry", "create", "--help"],
+    );
 }
 
 #[test]
@@ -594,4 +598,129 @@ fn bench_safe_loads_a_server_and_reports_a_table() {
     let run = srv.run(&["bench", "safe", "--http1"], b"");
     let err = run.expect_failure("--http1 with the raw client");
     assert!(err.contains("--client sdk"), "{err}");
+}
+
+/// `daas node token create` and `daas entry create|list|delete` (issue #3 interface).
+#[test]
+fn node_tokens_and_registration_entries() {
+    let srv = DevServer::start();
+    let token = srv
+        .run(&["node", "token", "create", "--ttl", "5m"], b"")
+        .stdout_str();
+    let token = token.trim();
+    assert!(token.starts_with("daas_join_"), "{token}");
+    assert_eq!(token.lines().count(), 1);
+    let err = srv
+        .run(&["node", "token", "create", "--ttl", "25h"], b"")
+        .expect_failure("a join token over 24 h");
+    assert!(err.contains("ttl"), "{err}");
+
+    let digest = format!("unix:sha256:{}", "ab".repeat(32));
+    let created = srv
+        .run(
+            &[
+                "entry",
+                "create",
+                "--id",
+                "spiffe://daas.local/web",
+                "--selector",
+                &digest,
+                "--selector",
+                "unix:uid:1000",
+                "--role",
+                "frontend",
+            ],
+            b"",
+        )
+        .json("entry create");
+    assert_eq!(created["spiffe_id"], "spiffe://daas.local/web");
+    assert_eq!(
+        created["parent_id"], "spiffe://daas.local",
+        "any node by default"
+    );
+    assert_eq!(created["roles"][0], "frontend");
+    let pinned = srv
+        .run(
+            &[
+                "entry",
+                "create",
+                "--id",
+                "spiffe://daas.local/db",
+                "--selector",
+                &digest,
+                "--node",
+                "spiffe://daas.local/daas/node/n1",
+                "--ttl",
+                "10m",
+            ],
+            b"",
+        )
+        .json("entry create --node");
+    assert_eq!(pinned["parent_id"], "spiffe://daas.local/daas/node/n1");
+    assert_eq!(pinned["x509_ttl_secs"], 600);
+
+    let list = srv.run(&["entry", "list"], b"").json("entry list");
+    assert_eq!(list["entries"].as_array().unwrap().len(), 2);
+
+    let id = created["id"].as_str().unwrap();
+    srv.run(&["entry", "delete", id], b"")
+        .expect_ok("entry delete");
+    let err = srv
+        .run(&["entry", "delete", id], b"")
+        .expect_failure("deleting a deleted entry");
+    assert!(err.contains("not found"), "{err}");
+    let list = srv.run(&["entry", "list"], b"").json("entry list");
+    assert_eq!(list["entries"].as_array().unwrap().len(), 1);
+
+    // Bad input: one clear line each.
+    for (args, want) in [
+        (
+            vec![
+                "entry",
+                "create",
+                "--id",
+                "web",
+                "--selector",
+                digest.as_str(),
+            ],
+            "spiffe id",
+        ),
+        (
+            vec![
+                "entry",
+                "create",
+                "--id",
+                "spiffe://daas.local/x",
+                "--selector",
+                "unix:uid:1",
+            ],
+            "sha256",
+        ),
+        (
+            vec![
+                "entry",
+                "create",
+                "--id",
+                "spiffe://other.org/x",
+                "--selector",
+                digest.as_str(),
+            ],
+            "trust domain",
+        ),
+        (vec!["entry", "delete", "../x"], "entry ids"),
+    ] {
+        let err = srv.run(&args, b"").expect_failure(&format!("{args:?}"));
+        assert!(err.to_lowercase().contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // Apps may not manage identities.
+    let app = srv.run(&["app", "create", "web"], b"").json("app create");
+    let app_token = app["token"].as_str().unwrap();
+    let err = srv
+        .run_as(app_token, &["node", "token", "create"], b"")
+        .expect_failure("an app creating a join token");
+    assert!(
+        err.contains("forbidden") || err.contains("not allowed"),
+        "{err}"
+    );
 }

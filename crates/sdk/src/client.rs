@@ -17,8 +17,9 @@ use crate::body::{MAX_RESPONSE, b64u_decode_secret, b64u_secret, json_body, read
 use crate::config::{ClientConfig, ClientOptions, addr_and_ca_from_env, parse_addr};
 use crate::error::{api_error, transport};
 use crate::types::{
-    AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, Health, ObjectInfo,
-    SealStatus, SecretInfo, SecretStored, SecretValue,
+    AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, EntryInfo, Health,
+    JoinToken, NewEntry, ObjectInfo, SealStatus, SecretInfo, SecretStored, SecretValue,
+    TrustBundle,
 };
 use crate::{Error, Result, SecretString};
 
@@ -663,6 +664,71 @@ impl Client {
             .send_json(self.request(Method::GET, "/v1/apps"))
             .await?;
         Ok(r.apps)
+    }
+
+    // ------------------------------------------------------------------ identity (admin)
+
+    /// A one-time join token for a sensor, valid for `ttl` (server default 10 min, max 24 h).
+    pub async fn join_token_create(&self, ttl: Option<std::time::Duration>) -> Result<JoinToken> {
+        #[derive(Serialize)]
+        struct Req {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ttl_secs: Option<u64>,
+        }
+        #[derive(Deserialize)]
+        struct Resp<'a> {
+            #[serde(borrow)]
+            token: Cow<'a, str>,
+            expires_at: i64,
+        }
+        let req = Req {
+            ttl_secs: ttl.map(|d| d.as_secs()),
+        };
+        let body = self
+            .send_body(self.json_request(Method::POST, "/v1/identity/join-tokens", &req, 32)?)
+            .await?;
+        let r: Resp<'_> = parse(&body)?;
+        Ok(JoinToken {
+            token: SecretString::new(r.token.into_owned()),
+            expires_at: r.expires_at,
+        })
+    }
+
+    pub async fn entry_create(&self, entry: &NewEntry) -> Result<EntryInfo> {
+        self.send_json(self.json_request(Method::POST, "/v1/identity/entries", entry, 512)?)
+            .await
+    }
+
+    pub async fn entry_list(&self) -> Result<Vec<EntryInfo>> {
+        #[derive(Deserialize)]
+        struct Resp {
+            entries: Vec<EntryInfo>,
+        }
+        let r: Resp = self
+            .send_json(self.request(Method::GET, "/v1/identity/entries"))
+            .await?;
+        Ok(r.entries)
+    }
+
+    pub async fn entry_delete(&self, id: &str) -> Result<()> {
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::invalid_input(
+                "entry ids are 1-64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+        self.send_empty(self.request(Method::DELETE, &format!("/v1/identity/entries/{id}")))
+            .await
+    }
+
+    /// The trust domain's bundle (any authenticated caller).
+    pub async fn trust_bundle(&self) -> Result<TrustBundle> {
+        self.send_json(self.request(Method::GET, "/v1/identity/bundle"))
+            .await
     }
 
     // ------------------------------------------------------------------ audit (admin)

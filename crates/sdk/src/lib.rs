@@ -28,6 +28,7 @@ pub use daas_crypto::envelope::Suite;
 pub use error::{Error, Result};
 pub use secret::SecretString;
 pub use types::{
-    AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, Health, ObjectInfo,
-    ObjectMode, SealStatus, SecretInfo, SecretStored, SecretValue,
+    AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, EntryInfo, Health,
+    JoinToken, NewEntry, ObjectInfo, ObjectMode, SealStatus, SecretInfo, SecretStored, SecretValue,
+    TrustBundle,
 };

@@ -160,6 +160,51 @@ pub struct SealStatus {
     pub threshold: u32,
 }
 
+/// `POST /v1/identity/join-tokens`: a one-time token a sensor joins with (redacted in `Debug`).
+#[derive(Debug, Clone)]
+pub struct JoinToken {
+    pub token: SecretString,
+    /// Unix time in milliseconds.
+    pub expires_at: i64,
+}
+
+/// A registration entry: which workloads (selectors) on which node (parent) get a SPIFFE ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    pub id: String,
+    pub spiffe_id: String,
+    pub parent_id: String,
+    pub selectors: Vec<String>,
+    pub x509_ttl_secs: u64,
+    pub roles: Vec<String>,
+    /// Unix time in milliseconds.
+    pub created_at: i64,
+}
+
+/// What `POST /v1/identity/entries` takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NewEntry {
+    pub spiffe_id: String,
+    pub parent_id: String,
+    pub selectors: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x509_ttl_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_without_digest: bool,
+}
+
+/// `GET /v1/identity/bundle`: the trust domain's CA certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrustBundle {
+    /// `spiffe://<trust domain>`.
+    pub trust_domain: String,
+    /// DER certificates, base64url.
+    pub authorities: Vec<String>,
+    pub pem: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

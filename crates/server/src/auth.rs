@@ -226,6 +226,18 @@ pub fn forget_unknown_app(engine: &Engine, app_id: &str) {
 
 /// Write the `auth.failure` row for this failure if the budget allows; otherwise count it.
 async fn audit_auth_failure(engine: &Engine, route: &str, failure: Failure) {
+    audit_credential_failure(engine, "auth.failure", route, failure.detail()).await;
+}
+
+/// An unauthenticated caller presented a bad credential (a bearer token, a join token): write
+/// `action` with `detail` if the failure budget allows, otherwise count it, so that anonymous
+/// callers cannot grow the audit log without bound.
+pub(crate) async fn audit_credential_failure(
+    engine: &Engine,
+    action: &str,
+    target: &str,
+    detail: &str,
+) {
     let admitted = engine
         .auth_failures
         .lock()
@@ -233,21 +245,18 @@ async fn audit_auth_failure(engine: &Engine, route: &str, failure: Failure) {
         .admit(Instant::now());
     let Some(earlier) = admitted else {
         tracing::debug!(
-            detail = failure.detail(),
-            "auth failure counted, not itemised (audit budget exhausted)"
+            detail,
+            "credential failure counted, not itemised (audit budget exhausted)"
         );
         return;
     };
     let detail = if earlier == 0 {
-        failure.detail().to_owned()
+        detail.to_owned()
     } else {
-        format!(
-            "{} ({earlier} earlier failures not itemised)",
-            failure.detail()
-        )
+        format!("{detail} ({earlier} earlier failures not itemised)")
     };
     let written = engine
-        .audit("anonymous", "auth.failure", route, "denied", &detail)
+        .audit("anonymous", action, target, "denied", &detail)
         .await;
     if written.is_err() {
         // Best effort, as for every failing request, but keep the count.

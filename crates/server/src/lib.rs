@@ -46,6 +46,7 @@ mod auth;
 mod error;
 mod extract;
 mod files;
+mod identity;
 mod router;
 mod safe;
 mod secrets;
@@ -336,6 +337,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub tls_names: Vec<String>,
     pub max_body_bytes: Option<usize>,
+    /// The SPIFFE trust domain this server is the authority of (default `daas.local`).
+    pub trust_domain: Option<String>,
 }
 
 impl FileConfig {
@@ -344,6 +347,14 @@ impl FileConfig {
         let text = std::str::from_utf8(&text)
             .map_err(|_| config_err(format!("{} is not utf-8", path.display())))?;
         toml::from_str(text).map_err(|e| config_err(format!("{}: {}", path.display(), e.message())))
+    }
+
+    fn trust_domain(&self) -> Result<daas_identity::TrustDomain, ServerError> {
+        match &self.trust_domain {
+            Some(name) => daas_identity::TrustDomain::new(name)
+                .map_err(|e| config_err(format!("trust_domain: {e}"))),
+            None => Ok(identity::default_trust_domain()),
+        }
     }
 
     fn store_url(&self) -> Result<StoreUrl, ServerError> {
@@ -461,6 +472,7 @@ pub async fn run_config(
             share_checks: sys::decode_share_checks(&seal.share_checks, seal.shares)
                 .map_err(config_err)?,
             pending: tokio::sync::Mutex::new(Vec::new()),
+            trust_domain: config.trust_domain()?,
         },
         config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
     );

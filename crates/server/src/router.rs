@@ -10,7 +10,7 @@ use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{apps, audit, safe, secrets, sys};
+use crate::{apps, audit, identity, safe, secrets, sys};
 
 /// Every (method, path) the router serves, in OpenAPI path syntax. `tests/openapi.rs` checks the
 /// OpenAPI document against this table and that each entry is really served.
@@ -34,6 +34,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/apps"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/identity/bundle"),
+    ("POST", "/v1/identity/entries"),
+    ("GET", "/v1/identity/entries"),
+    ("DELETE", "/v1/identity/entries/{id}"),
+    ("POST", "/v1/identity/join-tokens"),
+    ("POST", "/v1/identity/nodes/attest"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -60,6 +66,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps", post(apps::create).get(apps::list))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/identity/bundle", get(identity::bundle))
+        .route(
+            "/v1/identity/entries",
+            post(identity::create_entry).get(identity::list_entries),
+        )
+        .route(
+            "/v1/identity/entries/{id}",
+            axum::routing::delete(identity::delete_entry),
+        )
+        .route(
+            "/v1/identity/join-tokens",
+            post(identity::create_join_token),
+        )
+        .route("/v1/identity/nodes/attest", post(identity::attest_node))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

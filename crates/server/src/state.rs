@@ -25,6 +25,10 @@ pub struct Engine {
     /// Token bucket for `auth.failure` audit rows (unauthenticated callers must not be able to
     /// grow the audit log without bound); failures beyond it are counted, not itemised.
     pub auth_failures: Mutex<FailureBudget>,
+    /// The trust domain this server is the authority of.
+    pub trust_domain: daas_identity::TrustDomain,
+    /// The identity engine's CA, loaded from the store on first use.
+    identity: tokio::sync::OnceCell<crate::identity::Identity>,
 }
 
 impl Engine {
@@ -36,7 +40,25 @@ impl Engine {
             apps: Mutex::new(HashMap::new()),
             unknown_apps: Mutex::new(HashSet::new()),
             auth_failures: Mutex::new(FailureBudget::new(std::time::Instant::now())),
+            trust_domain: crate::identity::default_trust_domain(),
+            identity: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The same engine for another trust domain (before first use).
+    #[must_use]
+    pub fn with_trust_domain(mut self, trust_domain: daas_identity::TrustDomain) -> Self {
+        self.trust_domain = trust_domain;
+        self
+    }
+
+    /// The identity engine, loading (or creating) the CA on first use.
+    pub(crate) async fn identity(
+        &self,
+    ) -> Result<&crate::identity::Identity, crate::error::ApiError> {
+        self.identity
+            .get_or_try_init(|| crate::identity::Identity::load(self))
+            .await
     }
 
     /// Append an audit entry; failures are reported to the caller (fail closed where it matters).
@@ -94,6 +116,8 @@ pub struct SealState {
     /// the legitimate shares already given.
     pub share_checks: Vec<(u8, [u8; 32])>,
     pub pending: tokio::sync::Mutex<Vec<ShamirShare>>,
+    /// The trust domain of the engine made at unseal.
+    pub trust_domain: daas_identity::TrustDomain,
 }
 
 #[derive(Debug)]

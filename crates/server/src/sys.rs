@@ -192,10 +192,10 @@ pub async fn unseal(
     let keys = StorageKeys::derive(&master);
     drop(master);
     let store = Store::open(&seal.store_url, keys.clone()).await?;
-    let _first = state
-        .0
-        .engine
-        .set(Arc::new(Engine::new(store, keys, seal.admin_token_sha256)));
+    let _first = state.0.engine.set(Arc::new(
+        Engine::new(store, keys, seal.admin_token_sha256)
+            .with_trust_domain(seal.trust_domain.clone()),
+    ));
     tracing::info!("server unsealed");
     Ok(Json(UnsealStatus {
         sealed: false,

@@ -1,0 +1,546 @@
+//! Workload attestation ("software DNA"): what a local process *is*, read from the kernel.
+//!
+//! The sensor learns a caller's pid, uid and gid from the Unix socket itself (`SO_PEERCRED`,
+//! which the kernel fills in at `connect`; the caller cannot forge it) and hands them to
+//! [`Attestor::attest`], which reads, from `/proc/<pid>`:
+//! - the SHA-256 of the binary the process is *running* — by opening `/proc/<pid>/exe`, which
+//!   resolves to the executed inode even if the file at that path was since replaced, renamed
+//!   or deleted, so swapping the file on disk after start does not change the answer;
+//! - the path that binary was started from (for `unix:path:` selectors);
+//! - the cgroup (container / service unit).
+//!
+//! **Pid reuse.** Between `connect` and our reads the caller could exit and its pid be reused by
+//! another process. We read the process start time (`/proc/<pid>/stat`, field 22) and its real
+//! uid/gid before and after hashing and refuse if anything changed or differs from the socket's
+//! credentials; the sensor must also check, after attestation, that the caller's connection is
+//! still open (a process that exited closed it), which closes the remaining window.
+//!
+//! **Digest cache.** Hashing a 100 MiB binary on every call would be slow, so digests are
+//! cached by the file's identity as the kernel reports it for the opened inode: (device, inode,
+//! size, mtime, ctime). Any write to the file changes mtime/ctime (and a replaced file is another
+//! inode), so a stale digest is never served for changed content.
+//!
+//! All reads are plain `std::fs` calls: no `unsafe` is needed here.
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most digests kept; the cache is cleared when full (binaries on a node are few).
+const CACHE_CAPACITY: usize = 4096;
+/// Read buffer for hashing.
+const HASH_CHUNK: usize = 64 * 1024;
+
+/// Credentials the kernel attached to the caller's socket (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What attestation established about a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadFacts {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// SHA-256 of the running binary.
+    pub binary_sha256: [u8; 32],
+    /// The path the binary was executed from (as the kernel reports it; a deleted file keeps
+    /// its old path with a ` (deleted)` suffix, which then matches no `unix:path:` selector).
+    pub binary_path: PathBuf,
+    /// The cgroup v2 path (`/system.slice/x.service`), or the first v1 path, when known.
+    pub cgroup: Option<String>,
+}
+
+impl WorkloadFacts {
+    pub fn binary_sha256_hex(&self) -> String {
+        hex::encode(self.binary_sha256)
+    }
+}
+
+/// Why a process could not be attested. The caller gets no identity in every case; the
+/// precise reason is for the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The process is gone (or never existed): nothing to attest.
+    #[error("process {pid} is gone")]
+    ProcessGone { pid: u32 },
+    /// The pid now names another process, or its credentials no longer match the socket's.
+    #[error("process {pid} changed during attestation ({what})")]
+    ProcessChanged { pid: u32, what: &'static str },
+    /// `/proc` could not be read for a reason other than the process being gone (permissions,
+    /// no procfs): a deployment problem.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `/proc/<pid>/stat` did not have the expected shape.
+    #[error("unexpected format of {path}")]
+    Format { path: String },
+}
+
+/// Attests local processes; cheap to share (`&self` methods, internal locking).
+#[derive(Debug)]
+pub struct Attestor {
+    proc_root: PathBuf,
+    cache: Mutex<HashMap<FileIdentity, [u8; 32]>>,
+    hashes_computed: AtomicU64,
+}
+
+impl Default for Attestor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The identity of an opened file's content, as far as the kernel tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: (i64, i64),
+    ctime_ns: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: (meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Start time and real uid/gid: what must not change while we attest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessStamp {
+    start_time: u64,
+    uid: u32,
+    gid: u32,
+}
+
+impl Attestor {
+    /// An attestor reading the real `/proc`.
+    pub fn new() -> Self {
+        Self::with_proc_root("/proc")
+    }
+
+    /// An attestor reading another procfs mount (a sensor running in a container with the
+    /// host's `/proc` mounted elsewhere).
+    pub fn with_proc_root(root: impl Into<PathBuf>) -> Self {
+        Self {
+            proc_root: root.into(),
+            cache: Mutex::new(HashMap::new()),
+            hashes_computed: AtomicU64::new(0),
+        }
+    }
+
+    /// How many binaries were hashed (cache misses) since this attestor was made.
+    pub fn hashes_computed(&self) -> u64 {
+        self.hashes_computed.load(Ordering::Relaxed)
+    }
+
+    /// Attest the process behind a socket's credentials.
+    pub fn attest(&self, peer: PeerCredentials) -> Result<WorkloadFacts, AttestError> {
+        let dir = self.proc_root.join(peer.pid.to_string());
+        let before = self.stamp(&dir, peer.pid)?;
+        if before.uid != peer.uid || before.gid != peer.gid {
+            return Err(AttestError::ProcessChanged {
+                pid: peer.pid,
+                what: "credentials differ from the socket's",
+            });
+        }
+
+        let exe_link = dir.join("exe");
+        let binary_path =
+            std::fs::read_link(&exe_link).map_err(|e| gone_or_io(peer.pid, &exe_link, e))?;
+        let mut exe = File::open(&exe_link).map_err(|e| gone_or_io(peer.pid, &exe_link, e))?;
+        let meta = exe
+            .metadata()
+            .map_err(|e| gone_or_io(peer.pid, &exe_link, e))?;
+        let identity = FileIdentity::of(&meta);
+        let binary_sha256 = match self.cached(&identity) {
+            Some(digest) => digest,
+            None => {
+                let digest = hash_file(&mut exe).map_err(|e| io(&exe_link, e))?;
+                self.hashes_computed.fetch_add(1, Ordering::Relaxed);
+                // Cache only if the file did not change while we read it.
+                let after = exe.metadata().map_err(|e| io(&exe_link, e))?;
+                if FileIdentity::of(&after) == identity {
+                    self.remember(identity, digest);
+                }
+                digest
+            }
+        };
+        let cgroup = read_cgroup(&dir.join("cgroup"));
+
+        // The pid-reuse guard: the same process (start time) with the same credentials, still
+        // executing the inode we hashed.
+        let after = self.stamp(&dir, peer.pid)?;
+        if after != before {
+            return Err(AttestError::ProcessChanged {
+                pid: peer.pid,
+                what: "start time or credentials changed",
+            });
+        }
+        let exe_now =
+            std::fs::metadata(&exe_link).map_err(|e| gone_or_io(peer.pid, &exe_link, e))?;
+        if (exe_now.dev(), exe_now.ino()) != (identity.dev, identity.ino) {
+            return Err(AttestError::ProcessChanged {
+                pid: peer.pid,
+                what: "executable changed",
+            });
+        }
+
+        Ok(WorkloadFacts {
+            pid: peer.pid,
+            uid: peer.uid,
+            gid: peer.gid,
+            binary_sha256,
+            binary_path,
+            cgroup,
+        })
+    }
+
+    fn cached(&self, identity: &FileIdentity) -> Option<[u8; 32]> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(identity)
+            .copied()
+    }
+
+    fn remember(&self, identity: FileIdentity, digest: [u8; 32]) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(identity, digest);
+    }
+
+    fn stamp(&self, dir: &Path, pid: u32) -> Result<ProcessStamp, AttestError> {
+        let stat_path = dir.join("stat");
+        let stat =
+            std::fs::read_to_string(&stat_path).map_err(|e| gone_or_io(pid, &stat_path, e))?;
+        let start_time = parse_start_time(&stat).ok_or_else(|| AttestError::Format {
+            path: stat_path.display().to_string(),
+        })?;
+        let status_path = dir.join("status");
+        let status =
+            std::fs::read_to_string(&status_path).map_err(|e| gone_or_io(pid, &status_path, e))?;
+        let (uid, gid) = parse_real_ids(&status).ok_or_else(|| AttestError::Format {
+            path: status_path.display().to_string(),
+        })?;
+        Ok(ProcessStamp {
+            start_time,
+            uid,
+            gid,
+        })
+    }
+}
+
+fn hash_file(file: &mut File) -> std::io::Result<[u8; 32]> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; HASH_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    Ok(out)
+}
+
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`. The command name (field 2) is in parentheses
+/// and may itself contain spaces and parentheses, so fields are counted after the LAST `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // After the comm: field 3 (state) is the first; starttime is field 22, i.e. index 19.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The real uid and gid (first values of the `Uid:` and `Gid:` lines of `/proc/<pid>/status`).
+fn parse_real_ids(status: &str) -> Option<(u32, u32)> {
+    let mut uid = None;
+    let mut gid = None;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("Uid:") {
+            uid = rest.split_whitespace().next()?.parse().ok();
+        } else if let Some(rest) = line.strip_prefix("Gid:") {
+            gid = rest.split_whitespace().next()?.parse().ok();
+        }
+    }
+    Some((uid?, gid?))
+}
+
+/// The unified (v2, `0::PATH`) cgroup path, else the first non-root v1 path.
+fn read_cgroup(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_cgroup(&text)
+}
+
+fn parse_cgroup(text: &str) -> Option<String> {
+    let mut first_v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(hierarchy), Some(controllers), Some(path)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if path.is_empty() {
+            continue;
+        }
+        if hierarchy == "0" && controllers.is_empty() {
+            return Some(path.to_owned());
+        }
+        if first_v1.is_none() && path != "/" {
+            first_v1 = Some(path.to_owned());
+        }
+    }
+    first_v1
+}
+
+fn gone_or_io(pid: u32, path: &Path, e: std::io::Error) -> AttestError {
+    // ENOENT / ESRCH: the process exited (its /proc directory vanished).
+    if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(3) {
+        AttestError::ProcessGone { pid }
+    } else {
+        io(path, e)
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> AttestError {
+    AttestError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn sha256_of(path: &Path) -> [u8; 32] {
+        let bytes = std::fs::read(path).unwrap();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
+        out
+    }
+
+    fn me() -> PeerCredentials {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let (uid, gid) = parse_real_ids(&status).unwrap();
+        PeerCredentials {
+            pid: std::process::id(),
+            uid,
+            gid,
+        }
+    }
+
+    /// A child running a private copy of `sleep`, so tests can change the file.
+    struct Child {
+        child: std::process::Child,
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Child {
+        fn spawn_copy_of_sleep() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("workload");
+            std::fs::copy("/bin/sleep", &path).unwrap();
+            let child = Command::new(&path)
+                .arg("30")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            Self {
+                child,
+                path,
+                _dir: dir,
+            }
+        }
+        fn peer(&self) -> PeerCredentials {
+            PeerCredentials {
+                pid: self.child.id(),
+                ..me()
+            }
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn attests_the_running_binary_with_its_path_and_credentials() {
+        let child = Child::spawn_copy_of_sleep();
+        let attestor = Attestor::new();
+        let facts = attestor.attest(child.peer()).unwrap();
+        assert_eq!(facts.binary_sha256, sha256_of(&child.path));
+        assert_eq!(facts.binary_path, child.path);
+        assert_eq!(facts.pid, child.child.id());
+        assert_eq!(facts.binary_sha256_hex().len(), 64);
+    }
+
+    #[test]
+    fn the_digest_is_of_what_runs_not_of_what_is_on_disk_now() {
+        let child = Child::spawn_copy_of_sleep();
+        let attestor = Attestor::new();
+        let original = attestor.attest(child.peer()).unwrap().binary_sha256;
+        // Replace the file at the same path with other content (a new inode): the running
+        // process still executes the original bytes, and that is what attestation reports.
+        std::fs::remove_file(&child.path).unwrap();
+        std::fs::write(&child.path, b"#!/bin/sh\necho something else\n").unwrap();
+        let facts = attestor.attest(child.peer()).unwrap();
+        assert_eq!(facts.binary_sha256, original);
+        // ... and its path no longer equals the path of the file now there.
+        assert_ne!(facts.binary_path, child.path);
+    }
+
+    #[test]
+    fn byte_different_copies_have_different_digests() {
+        let a = Child::spawn_copy_of_sleep();
+        let dir = tempfile::tempdir().unwrap();
+        let patched = dir.path().join("patched");
+        let mut bytes = std::fs::read("/bin/sleep").unwrap();
+        bytes.extend_from_slice(b"\0one more byte");
+        std::fs::write(&patched, &bytes).unwrap();
+        std::fs::set_permissions(
+            &patched,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut b = Command::new(&patched).arg("30").spawn().unwrap();
+        let attestor = Attestor::new();
+        let fa = attestor.attest(a.peer()).unwrap();
+        let fb = attestor
+            .attest(PeerCredentials {
+                pid: b.id(),
+                ..me()
+            })
+            .unwrap();
+        let _ = b.kill();
+        let _ = b.wait();
+        assert_ne!(fa.binary_sha256, fb.binary_sha256);
+        assert_eq!(fb.binary_sha256, sha256_of(&patched));
+    }
+
+    #[test]
+    fn digests_are_cached_by_file_identity() {
+        let a = Child::spawn_copy_of_sleep();
+        let attestor = Attestor::new();
+        attestor.attest(a.peer()).unwrap();
+        attestor.attest(a.peer()).unwrap();
+        assert_eq!(
+            attestor.hashes_computed(),
+            1,
+            "second call served from the cache"
+        );
+        // Another process of another file is hashed.
+        attestor.attest(me()).unwrap();
+        assert_eq!(attestor.hashes_computed(), 2);
+    }
+
+    #[test]
+    fn a_modified_file_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin");
+        std::fs::write(&path, b"version one").unwrap();
+        let mut file = File::open(&path).unwrap();
+        let first = FileIdentity::of(&file.metadata().unwrap());
+        let d1 = hash_file(&mut file).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"version two").unwrap();
+        let mut file = File::open(&path).unwrap();
+        let second = FileIdentity::of(&file.metadata().unwrap());
+        assert_ne!(first, second, "a rewrite changes the cache key");
+        assert_ne!(d1, hash_file(&mut file).unwrap());
+    }
+
+    #[test]
+    fn an_exited_process_is_gone() {
+        let mut child = Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let err = Attestor::new()
+            .attest(PeerCredentials { pid, ..me() })
+            .unwrap_err();
+        assert!(
+            matches!(err, AttestError::ProcessGone { pid: p } if p == pid),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn credentials_that_differ_from_the_socket_are_refused() {
+        let mut peer = me();
+        peer.uid = peer.uid.wrapping_add(1);
+        let err = Attestor::new().attest(peer).unwrap_err();
+        assert!(matches!(err, AttestError::ProcessChanged { .. }), "{err}");
+    }
+
+    #[test]
+    fn start_time_parsing_survives_hostile_command_names() {
+        // comm may contain spaces and parentheses: count fields after the last ')'.
+        let mut fields = vec!["S".to_owned()];
+        fields.extend((4..=52).map(|i| i.to_string()));
+        let stat = format!("1234 (evil) 1 2 (x) {}", fields.join(" "));
+        assert_eq!(parse_start_time(&stat), Some(22));
+        assert_eq!(parse_start_time("1234 (no fields)"), None);
+        assert_eq!(parse_start_time("garbage"), None);
+        let real = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(parse_start_time(&real).is_some());
+    }
+
+    #[test]
+    fn real_ids_and_cgroups_parse() {
+        let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t100\t0\t0\t0\n";
+        assert_eq!(parse_real_ids(status), Some((1000, 100)));
+        assert_eq!(parse_real_ids("Uid:\tx\n"), None);
+        assert_eq!(
+            parse_cgroup("0::/system.slice/app.service\n").as_deref(),
+            Some("/system.slice/app.service")
+        );
+        assert_eq!(
+            parse_cgroup("12:pids:/docker/abc\n11:cpu:/docker/abc\n0::/\n").as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            parse_cgroup("12:pids:/docker/abc\n1:name=systemd:/\n").as_deref(),
+            Some("/docker/abc")
+        );
+        assert_eq!(parse_cgroup(""), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn proc_parsers_never_panic(s in ".{0,400}") {
+            let _ = parse_start_time(&s);
+            let _ = parse_real_ids(&s);
+            let _ = parse_cgroup(&s);
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The SPIFFE Workload API (the public `workload.proto`) over a Unix socket.
+//!
+//! Every call is checked, in this order:
+//! 1. the `workload.spiffe.io: true` metadata header (the spec's guard against a browser or
+//!    proxy being tricked into calling the socket) — `InvalidArgument` without it;
+//! 2. the caller's kernel credentials from the socket (`SO_PEERCRED`) — a caller without them
+//!    gets `PermissionDenied`;
+//! 3. attestation of the calling process ([`daas_identity::attest`]) — the digest of the binary
+//!    it runs, its uid/gid, path and cgroup;
+//! 4. the identities the [`IdentitySource`] grants to those facts. No identity →
+//!    `PermissionDenied`, and the denial is reported to the source (which audits it on the
+//!    server).
+//!
+//! X.509 responses stream: the first message answers at once, later ones follow every change
+//! the source announces (rotation, new bundle), until the workload hangs up.
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use daas_identity::attest::{AttestError, Attestor, PeerCredentials, WorkloadFacts};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+use crate::pb;
+use crate::pb::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
+
+/// The metadata header every Workload API call must carry.
+pub const SECURITY_HEADER: &str = "workload.spiffe.io";
+
+/// One X.509-SVID with its private key, as handed to the workload that owns it.
+#[derive(Clone)]
+pub struct X509SvidWithKey {
+    pub spiffe_id: String,
+    /// DER certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// PKCS#8 DER private key (generated on this node; it never left it).
+    pub private_key_pkcs8: Zeroizing<Vec<u8>>,
+    /// The trust domain's bundle: concatenated DER CA certificates.
+    pub bundle: Vec<u8>,
+    /// Optional operator hint to tell several SVIDs apart.
+    pub hint: String,
+}
+
+impl std::fmt::Debug for X509SvidWithKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X509SvidWithKey")
+            .field("spiffe_id", &self.spiffe_id)
+            .field("chain_len", &self.chain.len())
+            .field("private_key_pkcs8", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the source cannot answer right now.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Nothing valid to hand out (server unreachable and the cached SVIDs expired): fail closed.
+    #[error("identities are unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where the sensor's identities come from (the server-backed cache, or a test double).
+///
+/// Lookups are synchronous and in memory: SVIDs are fetched and rotated in the background, so
+/// a workload's call never waits for the network.
+pub trait IdentitySource: Send + Sync + 'static {
+    /// The X.509-SVIDs `workload` is entitled to (empty: none).
+    fn x509_svids(&self, workload: &WorkloadFacts) -> Result<Vec<X509SvidWithKey>, SourceError>;
+    /// Trust bundles by trust domain ID (`spiffe://td`), concatenated DER CA certificates.
+    fn x509_bundles(&self) -> Result<HashMap<String, Vec<u8>>, SourceError>;
+    /// Changes whenever SVIDs or bundles change (rotation): open streams send again.
+    fn updates(&self) -> watch::Receiver<u64>;
+    /// A workload was refused (no matching entry, failed attestation): report it for audit.
+    fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str);
+}
+
+/// The gRPC service.
+#[derive(Debug)]
+pub struct WorkloadApi<S> {
+    source: Arc<S>,
+    attestor: Arc<Attestor>,
+}
+
+impl<S: IdentitySource> WorkloadApi<S> {
+    pub fn new(source: Arc<S>, attestor: Arc<Attestor>) -> Self {
+        Self { source, attestor }
+    }
+
+    /// The tonic service to mount.
+    pub fn into_service(self) -> SpiffeWorkloadApiServer<Self> {
+        SpiffeWorkloadApiServer::new(self)
+    }
+
+    /// Steps 1–3 of the module docs.
+    async fn attest<T>(&self, request: &Request<T>) -> Result<WorkloadFacts, Status> {
+        let header_ok = request
+            .metadata()
+            .get(SECURITY_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if !header_ok {
+            return Err(Status::invalid_argument(
+                "security header missing from request",
+            ));
+        }
+        let Some(peer) = request
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|info| info.peer_cred)
+            .and_then(|cred| {
+                let pid = u32::try_from(cred.pid()?).ok()?;
+                Some(PeerCredentials {
+                    pid,
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                })
+            })
+        else {
+            self.source
+                .report_denied(None, "caller without kernel credentials");
+            return Err(denied());
+        };
+        let attestor = Arc::clone(&self.attestor);
+        let attested = tokio::task::spawn_blocking(move || attestor.attest(peer))
+            .await
+            .map_err(|_| Status::internal("attestation failed"))?;
+        match attested {
+            Ok(facts) => Ok(facts),
+            Err(e) => {
+                let reason = match &e {
+                    AttestError::ProcessGone { .. } => "caller exited during attestation",
+                    AttestError::ProcessChanged { .. } => "caller changed during attestation",
+                    AttestError::Io { .. } | AttestError::Format { .. } => {
+                        tracing::warn!(error = %e, "workload attestation failed");
+                        "attestation could not read the caller"
+                    }
+                };
+                self.source.report_denied(None, reason);
+                Err(denied())
+            }
+        }
+    }
+
+    fn x509_response(&self, workload: &WorkloadFacts) -> Result<pb::X509svidResponse, Status> {
+        let svids = self.source.x509_svids(workload).map_err(unavailable)?;
+        if svids.is_empty() {
+            self.source
+                .report_denied(Some(workload), "no registration entry matches");
+            return Err(denied());
+        }
+        Ok(pb::X509svidResponse {
+            svids: svids
+                .into_iter()
+                .map(|s| pb::X509svid {
+                    spiffe_id: s.spiffe_id,
+                    x509_svid: s.chain.concat(),
+                    x509_svid_key: s.private_key_pkcs8.to_vec(),
+                    bundle: s.bundle,
+                    hint: s.hint,
+                })
+                .collect(),
+            crl: Vec::new(),
+            federated_bundles: HashMap::new(),
+        })
+    }
+}
+
+fn denied() -> Status {
+    // Opaque on purpose: the workload learns nothing about which check failed (the audit
+    // log on the server has the reason).
+    Status::permission_denied("no identity issued")
+}
+
+fn unavailable(e: SourceError) -> Status {
+    tracing::warn!(error = %e, "workload api cannot serve identities");
+    Status::unavailable("identities are temporarily unavailable")
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Send `make()` now and after every update, until the receiver hangs up or `make` fails.
+fn stream_updates<T: Send + 'static>(
+    mut updates: watch::Receiver<u64>,
+    first: T,
+    make: impl Fn() -> Result<T, Status> + Send + 'static,
+) -> ResponseStream<T> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        updates.mark_unchanged();
+        loop {
+            tokio::select! {
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = make();
+                    let failed = next.is_err();
+                    if tx.send(next).await.is_err() || failed {
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+#[tonic::async_trait]
+impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
+    type FetchX509SVIDStream = ResponseStream<pb::X509svidResponse>;
+    type FetchX509BundlesStream = ResponseStream<pb::X509BundlesResponse>;
+    type FetchJWTBundlesStream = ResponseStream<pb::JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        request: Request<pb::X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        let workload = self.attest(&request).await?;
+        let first = self.x509_response(&workload)?;
+        let this = Self {
+            source: Arc::clone(&self.source),
+            attestor: Arc::clone(&self.attestor),
+        };
+        Ok(Response::new(stream_updates(
+            self.source.updates(),
+            first,
+            move || this.x509_response(&workload),
+        )))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        request: Request<pb::X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        // Bundles are public, but the spec still requires the header; attestation is not needed
+        // to read them, yet only attested workloads may use the socket at all.
+        self.attest(&request).await?;
+        let source = Arc::clone(&self.source);
+        let make = move || {
+            source
+                .x509_bundles()
+                .map(|bundles| pb::X509BundlesResponse {
+                    crl: Vec::new(),
+                    bundles,
+                })
+                .map_err(unavailable)
+        };
+        let first = make()?;
+        Ok(Response::new(stream_updates(
+            self.source.updates(),
+            first,
+            make,
+        )))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        request: Request<pb::JwtsvidRequest>,
+    ) -> Result<Response<pb::JwtsvidResponse>, Status> {
+        self.attest(&request).await?;
+        Err(Status::unimplemented("JWT-SVIDs are not served yet"))
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        request: Request<pb::JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        self.attest(&request).await?;
+        Err(Status::unimplemented("JWT bundles are not served yet"))
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        request: Request<pb::ValidateJwtsvidRequest>,
+    ) -> Result<Response<pb::ValidateJwtsvidResponse>, Status> {
+        self.attest(&request).await?;
+        Err(Status::unimplemented(
+            "JWT-SVID validation is not served yet",
+        ))
+    }
+}
+
+/// Why the Workload API could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The socket path is taken by something that is not a socket: refuse to delete it.
+    #[error("{path} exists and is not a socket")]
+    NotASocket { path: String },
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the workload api server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serve the Workload API on `socket` until `shutdown` resolves.
+///
+/// A stale socket left by a previous run is replaced; any other file at that path is an error.
+/// The socket is world-connectable on purpose: who may get what is decided by attestation, not
+/// by file permissions (as in SPIRE).
+pub async fn serve<S: IdentitySource>(
+    socket: &Path,
+    api: WorkloadApi<S>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let io = |source| ServeError::Io {
+        path: socket.display().to_string(),
+        source,
+    };
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(socket).map_err(io)?,
+        Ok(_) => {
+            return Err(ServeError::NotASocket {
+                path: socket.display().to_string(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(socket).map_err(io)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+    tracing::info!(socket = %socket.display(), "workload api listening");
+    tonic::transport::Server::builder()
+        .add_service(api.into_service())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,459 @@
+//! The `identity` engine (DESIGN.md §4, issue #3): the trust domain's CA, registration entries,
+//! one-time join tokens and node attestation.
+//!
+//! The CA's keys live in the store, sealed under the storage key like every other secret; they
+//! are loaded (or created, on first use) when the engine is first asked for them and kept in
+//! memory. Join tokens are 256-bit random, shown once, stored as SHA-256 and consumed
+//! atomically, so a token is good for exactly one node even across replicas. A node proves
+//! possession of its (node-generated) key with a PKCS#10 CSR; the server ignores everything in
+//! the CSR but the key and names the node itself.
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use daas_identity::{
+    EntryId, NewEntry, RegistrationEntry, Selector, SpiffeId, TrustDomain, TrustDomainCa,
+};
+use daas_store::{EntryRecord, JoinTokenRecord, JoinTokenUse, NodeRecord};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::apps::admin_only;
+use crate::auth::{Caller, audit_credential_failure, sha256};
+use crate::error::{ApiError, internal};
+use crate::extract::{ApiJson, b64u, now_ms};
+use crate::state::{AppState, Engine, event};
+
+/// The trust domain of a server whose configuration names none.
+pub const DEFAULT_TRUST_DOMAIN: &str = "daas.local";
+/// Lifetime of a trust-domain CA; it is rotated at half-life (with overlap in the bundle).
+const CA_LIFETIME: time::Duration = time::Duration::days(90);
+/// Lifetime of a node SVID; sensors renew at half-life.
+const NODE_SVID_TTL: Duration = Duration::from_secs(3600);
+/// Join tokens: default and longest lifetime.
+const JOIN_TOKEN_DEFAULT_TTL_SECS: u64 = 600;
+const JOIN_TOKEN_MAX_TTL_SECS: u64 = 24 * 3600;
+/// Prefix of join tokens (so scanners and humans recognise them).
+pub const JOIN_TOKEN_PREFIX: &str = "daas_join_";
+
+/// [`DEFAULT_TRUST_DOMAIN`] as a value.
+pub(crate) fn default_trust_domain() -> TrustDomain {
+    // INVARIANT: the constant is a valid trust domain name (checked by a unit test).
+    #[expect(clippy::expect_used, reason = "a constant, checked by a test")]
+    TrustDomain::new(DEFAULT_TRUST_DOMAIN).expect("valid default trust domain")
+}
+
+/// The loaded identity state of a server.
+#[derive(Debug)]
+pub struct Identity {
+    trust_domain: TrustDomain,
+    ca: tokio::sync::RwLock<TrustDomainCa>,
+}
+
+impl Identity {
+    /// Load the CA from the store, or create and store it; rotate it if past half-life.
+    pub(crate) async fn load(engine: &Engine) -> Result<Self, ApiError> {
+        let trust_domain = engine.trust_domain.clone();
+        let now = time::OffsetDateTime::now_utc();
+        let stored = engine.store.get_identity_ca().await?;
+        let (mut ca, created) = match stored {
+            Some(material) => {
+                let material = daas_identity::CaKeyMaterial::from_bytes(material.to_vec());
+                let ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                if ca.trust_domain() != &trust_domain {
+                    tracing::error!(
+                        stored = %ca.trust_domain(),
+                        configured = %trust_domain,
+                        "the stored CA belongs to another trust domain"
+                    );
+                    return Err(ApiError::Internal);
+                }
+                (ca, false)
+            }
+            None => (
+                TrustDomainCa::new(trust_domain.clone(), CA_LIFETIME, now).map_err(internal)?,
+                true,
+            ),
+        };
+        let rotate = ca.active_not_after() - now < CA_LIFETIME / 2;
+        if rotate {
+            ca.rotate(now).map_err(internal)?;
+            ca.prune(now);
+        }
+        if created || rotate {
+            let material = ca.export().map_err(internal)?;
+            let action = if created {
+                "identity.ca.create"
+            } else {
+                "identity.ca.rotate"
+            };
+            engine
+                .store
+                .put_identity_ca(
+                    material.as_bytes(),
+                    &event("server", action, &trust_domain.to_string(), "ok", ""),
+                )
+                .await?;
+        }
+        Ok(Self {
+            trust_domain,
+            ca: tokio::sync::RwLock::new(ca),
+        })
+    }
+}
+
+fn entry_error(e: &daas_identity::EntryError) -> ApiError {
+    ApiError::Malformed(e.to_string())
+}
+
+// ---------------------------------------------------------------- bundle
+
+#[derive(Debug, Serialize)]
+pub(crate) struct BundleResponse {
+    trust_domain: String,
+    /// DER certificates, base64url.
+    authorities: Vec<String>,
+    pem: String,
+}
+
+/// `GET /v1/identity/bundle`: the CA certificates a verifier of this trust domain trusts.
+pub async fn bundle(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<BundleResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let now = time::OffsetDateTime::now_utc();
+    let ca = identity.ca.read().await;
+    Ok(Json(BundleResponse {
+        trust_domain: identity.trust_domain.id().to_string(),
+        authorities: ca.bundle(now).iter().map(|c| b64u(c.as_ref())).collect(),
+        pem: ca.bundle_pem(now),
+    }))
+}
+
+// ---------------------------------------------------------------- entries
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateEntryRequest {
+    spiffe_id: String,
+    parent_id: String,
+    selectors: Vec<String>,
+    x509_ttl_secs: Option<u64>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    allow_without_digest: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EntryView {
+    id: String,
+    spiffe_id: String,
+    parent_id: String,
+    selectors: Vec<String>,
+    x509_ttl_secs: u64,
+    roles: Vec<String>,
+    created_at: i64,
+}
+
+impl EntryView {
+    fn of(entry: &RegistrationEntry, created_at: i64) -> Self {
+        Self {
+            id: entry.id().as_str().to_owned(),
+            spiffe_id: entry.spiffe_id().to_string(),
+            parent_id: entry.parent_id().to_string(),
+            selectors: entry.selectors().iter().map(ToString::to_string).collect(),
+            x509_ttl_secs: entry.x509_ttl().as_secs(),
+            roles: entry.roles().to_vec(),
+            created_at,
+        }
+    }
+}
+
+fn parse_id(field: &'static str, text: &str) -> Result<SpiffeId, ApiError> {
+    text.parse::<SpiffeId>()
+        .map_err(|e| ApiError::Malformed(format!("{field}: {e}")))
+}
+
+/// `POST /v1/identity/entries` (admin).
+pub async fn create_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateEntryRequest>,
+) -> Result<(StatusCode, Json<EntryView>), ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let identity = engine.identity().await?;
+    let spiffe_id = parse_id("spiffe_id", &req.spiffe_id)?;
+    let parent_id = parse_id("parent_id", &req.parent_id)?;
+    if !spiffe_id.is_member_of(&identity.trust_domain) {
+        return Err(ApiError::Malformed(format!(
+            "spiffe_id: not in this server's trust domain {}",
+            identity.trust_domain
+        )));
+    }
+    let selectors = req
+        .selectors
+        .iter()
+        .map(|s| {
+            s.parse::<Selector>()
+                .map_err(|e| ApiError::Malformed(format!("selector: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut new = NewEntry::new(spiffe_id, parent_id, selectors);
+    new.x509_ttl = req.x509_ttl_secs.map(Duration::from_secs);
+    new.roles = req.roles;
+    new.allow_without_digest = req.allow_without_digest;
+    let entry = RegistrationEntry::new(EntryId::random().map_err(internal)?, new)
+        .map_err(|e| entry_error(&e))?;
+    let record = EntryRecord {
+        id: entry.id().as_str().to_owned(),
+        spiffe_id: entry.spiffe_id().to_string(),
+        parent_id: entry.parent_id().to_string(),
+        body: serde_json::to_vec(&entry).map_err(internal)?,
+        created_at: now_ms(),
+    };
+    engine
+        .store
+        .put_entry(
+            &record,
+            &event(
+                &caller.name,
+                "identity.entry.create",
+                &record.spiffe_id,
+                "ok",
+                &format!("entry {} for node {}", record.id, record.parent_id),
+            ),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EntryView::of(&entry, record.created_at)),
+    ))
+}
+
+fn decode_entry(record: &EntryRecord) -> Result<RegistrationEntry, ApiError> {
+    // Entries are validated again on load: a row edited behind our back cannot smuggle in a
+    // selector or TTL the API would refuse.
+    serde_json::from_slice(&record.body).map_err(|e| {
+        tracing::error!(entry = %record.id, error = %e, "stored registration entry is invalid");
+        ApiError::Internal
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EntryList {
+    entries: Vec<EntryView>,
+}
+
+/// `GET /v1/identity/entries` (admin).
+pub async fn list_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<EntryList>, ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let entries = engine
+        .store
+        .list_entries()
+        .await?
+        .iter()
+        .map(|r| decode_entry(r).map(|e| EntryView::of(&e, r.created_at)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(EntryList { entries }))
+}
+
+/// `DELETE /v1/identity/entries/{id}` (admin).
+pub async fn delete_entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let id: EntryId = id
+        .parse()
+        .map_err(|e: daas_identity::EntryError| entry_error(&e))?;
+    engine
+        .store
+        .delete_entry(
+            id.as_str(),
+            &event(&caller.name, "identity.entry.delete", id.as_str(), "ok", ""),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- join tokens
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinTokenRequest {
+    ttl_secs: Option<u64>,
+}
+
+/// Holds the token: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct JoinTokenResponse {
+    token: String,
+    expires_at: i64,
+}
+
+/// `POST /v1/identity/join-tokens` (admin): a one-time token a sensor joins with.
+pub async fn create_join_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<JoinTokenRequest>,
+) -> Result<(StatusCode, Json<JoinTokenResponse>), ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let ttl = req.ttl_secs.unwrap_or(JOIN_TOKEN_DEFAULT_TTL_SECS);
+    if ttl == 0 || ttl > JOIN_TOKEN_MAX_TTL_SECS {
+        return Err(ApiError::Malformed(format!(
+            "ttl_secs must be between 1 and {JOIN_TOKEN_MAX_TTL_SECS}"
+        )));
+    }
+    let secret: Zeroizing<[u8; 32]> =
+        Zeroizing::new(daas_crypto::random::bytes().map_err(internal)?);
+    let token = Zeroizing::new(format!("{JOIN_TOKEN_PREFIX}{}", b64u(&secret[..])));
+    let token_hash = sha256(token.as_bytes());
+    let created_at = now_ms();
+    let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).map_err(internal)?;
+    let record = JoinTokenRecord {
+        token_hash,
+        expires_at: created_at.saturating_add(ttl_ms),
+        created_at,
+    };
+    engine
+        .store
+        .put_join_token(
+            &record,
+            &event(
+                &caller.name,
+                "identity.join_token.create",
+                &hex::encode(&token_hash[..8]),
+                "ok",
+                &format!("ttl {ttl} s"),
+            ),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinTokenResponse {
+            token: token.to_string(),
+            expires_at: record.expires_at,
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------- node attestation
+
+/// Holds a credential: no `Debug`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttestRequest {
+    join_token: String,
+    /// PKCS#10 CSR (DER, base64url) for the node's key.
+    csr: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeSvidResponse {
+    spiffe_id: String,
+    /// DER certificates, leaf first, base64url.
+    x509_svid: Vec<String>,
+    /// The trust bundle: DER CA certificates, base64url.
+    bundle: Vec<String>,
+    expires_at: i64,
+}
+
+/// `POST /v1/identity/nodes/attest` (no bearer token: the join token is the credential).
+///
+/// The CSR is checked and the node SVID signed *before* the token is consumed, so a malformed
+/// CSR does not burn the token; the token is consumed atomically with the node's record, so two
+/// sensors racing with one token get one node between them.
+pub async fn attest_node(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<AttestRequest>,
+) -> Result<Json<NodeSvidResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let route = "/v1/identity/nodes/attest";
+    let join_token = Zeroizing::new(req.join_token);
+    if !join_token.starts_with(JOIN_TOKEN_PREFIX) {
+        audit_credential_failure(
+            &engine,
+            "identity.node.attest",
+            route,
+            "malformed join token",
+        )
+        .await;
+        return Err(ApiError::Unauthenticated);
+    }
+    let csr = crate::extract::b64u_secret("csr", &req.csr)?;
+    let node_suffix: [u8; 16] = daas_crypto::random::bytes().map_err(internal)?;
+    let node_id = identity
+        .trust_domain
+        .spiffe_id(&format!("/daas/node/{}", hex::encode(node_suffix)))
+        .map_err(internal)?;
+    let now = time::OffsetDateTime::now_utc();
+    let svid = {
+        let ca = identity.ca.read().await;
+        let svid = ca
+            .issue_x509_svid(&csr, &node_id, NODE_SVID_TTL, now)
+            .map_err(|e| match e {
+                daas_identity::Error::Peer(p) => ApiError::Malformed(format!("csr: {p}")),
+                other => internal(other),
+            })?;
+        (svid, ca.bundle(now))
+    };
+    let token_hash = sha256(join_token.as_bytes());
+    let used = engine
+        .store
+        .consume_join_token(
+            &token_hash,
+            now_ms(),
+            &NodeRecord {
+                spiffe_id: node_id.to_string(),
+                created_at: now_ms(),
+            },
+            &event(
+                &node_id.to_string(),
+                "identity.node.attest",
+                &node_id.to_string(),
+                "ok",
+                &format!("join token {}", hex::encode(&token_hash[..8])),
+            ),
+        )
+        .await?;
+    let detail = match used {
+        JoinTokenUse::Consumed => None,
+        JoinTokenUse::Unknown => Some("join token unknown or already used"),
+        JoinTokenUse::Expired => Some("join token expired"),
+    };
+    if let Some(detail) = detail {
+        // Opaque to the peer, precise in the audit log.
+        audit_credential_failure(&engine, "identity.node.attest", route, detail).await;
+        return Err(ApiError::Unauthenticated);
+    }
+    let (svid, bundle) = svid;
+    Ok(Json(NodeSvidResponse {
+        spiffe_id: node_id.to_string(),
+        x509_svid: svid.chain().iter().map(|c| b64u(c.as_ref())).collect(),
+        bundle: bundle.iter().map(|c| b64u(c.as_ref())).collect(),
+        expires_at: svid.not_after().unix_timestamp().saturating_mul(1000),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_trust_domain_is_valid() {
+        assert_eq!(default_trust_domain().to_string(), DEFAULT_TRUST_DOMAIN);
+    }
+}

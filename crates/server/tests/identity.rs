@@ -1,0 +1,301 @@
+//! The identity engine over the real router and TLS: the trust bundle, registration entries,
+//! one-time join tokens and node attestation (issue #3).
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail the test by panicking"
+)]
+mod common;
+
+use common::{TestServer, assert_error, b64, unb64};
+use serde_json::{Value, json};
+
+const DIGEST: &str = "unix:sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A node-generated key and a CSR for it (what a sensor sends when it joins).
+fn csr() -> (rcgen::KeyPair, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["ignored.example".to_owned()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    (key, b64(csr.der()))
+}
+
+fn ders(v: &Value) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| rustls_pki_types::CertificateDer::from(unb64(c.as_str().unwrap())))
+        .collect()
+}
+
+async fn join_token(s: &TestServer, body: Value) -> String {
+    let (status, body) = s
+        .admin("POST", "/v1/identity/join-tokens", Some(body))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("daas_join_"), "{token}");
+    token
+}
+
+async fn attest(s: &TestServer, token: &str, csr: &str) -> (u16, Value) {
+    s.call(
+        "POST",
+        "/v1/identity/nodes/attest",
+        None,
+        Some(json!({"join_token": token, "csr": csr})),
+    )
+    .await
+}
+
+async fn audit_details(s: &TestServer, action: &str) -> Vec<String> {
+    let (status, body) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["outcome"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_join_token_attests_one_node_whose_svid_verifies_against_the_bundle() {
+    let s = TestServer::start().await;
+    let token = join_token(&s, json!({})).await;
+    let (_key, csr) = csr();
+    let (status, body) = attest(&s, &token, &csr).await;
+    assert_eq!(status, 200, "{body}");
+    let node_id = body["spiffe_id"].as_str().unwrap();
+    assert!(
+        node_id.starts_with("spiffe://daas.local/daas/node/"),
+        "{node_id}"
+    );
+
+    // The node SVID verifies offline against the bundle, and names the node (not what the CSR
+    // asked for).
+    let chain = ders(&body["x509_svid"]);
+    let bundle = ders(&body["bundle"]);
+    let verified =
+        daas_identity::verify_x509_svid(&chain, &bundle, time::OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(verified.to_string(), node_id);
+
+    // The published bundle is the same CA.
+    let (status, published) = s.admin("GET", "/v1/identity/bundle", None).await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["trust_domain"], "spiffe://daas.local");
+    assert_eq!(ders(&published["authorities"]), bundle);
+    assert!(
+        published["pem"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+
+    let details = audit_details(&s, "identity.node.attest").await;
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert!(details[0].starts_with("ok join token "), "{details:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_replayed_join_token_is_refused_opaquely_and_audited_precisely() {
+    let s = TestServer::start().await;
+    let token = join_token(&s, json!({"ttl_secs": 60})).await;
+    let (_k1, csr1) = csr();
+    let (status, body) = attest(&s, &token, &csr1).await;
+    assert_eq!(status, 200, "{body}");
+    let (_k2, csr2) = csr();
+    let (status, body) = attest(&s, &token, &csr2).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    // Unknown and malformed tokens look the same to the caller.
+    let (status, unknown) = attest(&s, "daas_join_AAAA", &csr2).await;
+    assert_error(status, &unknown, 401, "unauthenticated");
+    assert_eq!(body, unknown);
+    let (status, malformed) = attest(&s, "not-a-token", &csr2).await;
+    assert_error(status, &malformed, 401, "unauthenticated");
+    assert_eq!(body, malformed);
+
+    let details = audit_details(&s, "identity.node.attest").await;
+    assert!(
+        details
+            .iter()
+            .any(|d| d == "denied join token unknown or already used"),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d == "denied malformed join token"),
+        "{details:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_join_token_is_refused() {
+    let s = TestServer::start().await;
+    let token = join_token(&s, json!({"ttl_secs": 1})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_k, csr) = csr();
+    let (status, body) = attest(&s, &token, &csr).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let details = audit_details(&s, "identity.node.attest").await;
+    assert_eq!(details, ["denied join token expired"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_csr_does_not_burn_the_join_token() {
+    let s = TestServer::start().await;
+    let token = join_token(&s, json!({})).await;
+    let (_k, good) = csr();
+    let mut raw = unb64(&good);
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01; // breaks the CSR's self-signature
+    let (status, body) = attest(&s, &token, &b64(&raw)).await;
+    assert_error(status, &body, 400, "malformed_request");
+    let (status, body) = attest(&s, &token, "%%%").await;
+    assert_error(status, &body, 400, "malformed_request");
+    // The token still works.
+    let (status, body) = attest(&s, &token, &good).await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn join_tokens_and_entries_are_admin_only_and_validated() {
+    let s = TestServer::start().await;
+    let app = s.create_app("web").await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/identity/join-tokens",
+            Some(&app),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s
+        .call("GET", "/v1/identity/entries", Some(&app), None)
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s.call("GET", "/v1/identity/bundle", None, None).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    for ttl in [0, 86_401] {
+        let (status, body) = s
+            .admin(
+                "POST",
+                "/v1/identity/join-tokens",
+                Some(json!({"ttl_secs": ttl})),
+            )
+            .await;
+        assert_error(status, &body, 400, "malformed_request");
+    }
+
+    let bad_entries = [
+        (
+            json!({"spiffe_id": "spiffe://other.org/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST]}),
+            "trust domain",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": ["unix:uid:1000"]}),
+            "sha256",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": ["unix:sha256:XYZ"]}),
+            "selector",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://Daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST]}),
+            "spiffe_id",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST], "x509_ttl_secs": 5}),
+            "ttl",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST], "extra": 1}),
+            "unknown field",
+        ),
+    ];
+    for (entry, why) in bad_entries {
+        let (status, body) = s
+            .admin("POST", "/v1/identity/entries", Some(entry.clone()))
+            .await;
+        assert_error(status, &body, 400, "malformed_request");
+        let message = body["error"]["message"].as_str().unwrap().to_lowercase();
+        assert!(message.contains(why), "{entry}: {message}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn entries_are_created_listed_and_deleted() {
+    let s = TestServer::start().await;
+    let (status, created) = s
+        .admin(
+            "POST",
+            "/v1/identity/entries",
+            Some(json!({
+                "spiffe_id": "spiffe://daas.local/web",
+                "parent_id": "spiffe://daas.local/daas/node/n1",
+                "selectors": [DIGEST, "unix:uid:1000"],
+                "roles": ["frontend"],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["x509_ttl_secs"], 3600);
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, list) = s.admin("GET", "/v1/identity/entries", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(list["entries"][0], created);
+
+    let path = format!("/v1/identity/entries/{id}");
+    let (status, _) = s.admin("DELETE", &path, None).await;
+    assert_eq!(status, 204);
+    let (status, body) = s.admin("DELETE", &path, None).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = s
+        .admin("DELETE", "/v1/identity/entries/..%2F..", None)
+        .await;
+    assert!(status == 400 || status == 404, "{status} {body}");
+    let (status, list) = s.admin("GET", "/v1/identity/entries", None).await;
+    assert_eq!(status, 200);
+    assert!(list["entries"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_ca_survives_a_restart_and_its_key_is_sealed_at_rest() {
+    let s = TestServer::start().await;
+    let (_, first) = s.admin("GET", "/v1/identity/bundle", None).await;
+    let db = s.db_path();
+    let dir = s.stop().await;
+    // The CA private key is not in the database file in the clear: search for the PKCS#8
+    // header of an EC key (the sealed column is ciphertext).
+    let bytes = std::fs::read(&db).unwrap();
+    let pkcs8_ec_prefix = [0x30u8, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07];
+    assert!(
+        !bytes
+            .windows(pkcs8_ec_prefix.len())
+            .any(|w| w == pkcs8_ec_prefix)
+    );
+
+    let s = TestServer::start_in(dir).await;
+    let (_, second) = s.admin("GET", "/v1/identity/bundle", None).await;
+    assert_eq!(
+        first["authorities"], second["authorities"],
+        "same CA after restart"
+    );
+    s.stop().await;
+}
