@@ -648,6 +648,8 @@ fn node_tokens_and_registration_entries() {
                 "spiffe://daas.local/db",
                 "--selector",
                 &digest,
+                "--selector",
+                "unix:uid:1000",
                 "--node",
                 "spiffe://daas.local/daas/node/n1",
                 "--ttl",

@@ -33,6 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const CACHE_CAPACITY: usize = 4096;
 /// Read buffer for hashing.
 const HASH_CHUNK: usize = 64 * 1024;
+/// Largest binary we hash: a caller must not make the sensor read a terabyte-sized sparse file.
+pub const MAX_BINARY_BYTES: u64 = 1 << 30;
+/// A file changed this recently may change again within the timestamp granularity of the
+/// filesystem (a timer tick, or seconds on some filesystems) without its (mtime, ctime)
+/// changing, so its digest is not cached (git's "racy clean" rule).
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Credentials the kernel attached to the caller's socket (`SO_PEERCRED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +90,9 @@ pub enum AttestError {
     /// `/proc/<pid>/stat` did not have the expected shape.
     #[error("unexpected format of {path}")]
     Format { path: String },
+    /// The binary is larger than [`MAX_BINARY_BYTES`]: not hashed.
+    #[error("the binary of process {pid} is too large to attest ({bytes} bytes)")]
+    TooLarge { pid: u32, bytes: u64 },
 }
 
 /// Attests local processes; cheap to share (`&self` methods, internal locking).
@@ -170,14 +179,21 @@ impl Attestor {
             .metadata()
             .map_err(|e| gone_or_io(peer.pid, &exe_link, e))?;
         let identity = FileIdentity::of(&meta);
+        if meta.size() > MAX_BINARY_BYTES {
+            return Err(AttestError::TooLarge {
+                pid: peer.pid,
+                bytes: meta.size(),
+            });
+        }
         let binary_sha256 = match self.cached(&identity) {
             Some(digest) => digest,
             None => {
+                let started = std::time::SystemTime::now();
                 let digest = hash_file(&mut exe).map_err(|e| io(&exe_link, e))?;
                 self.hashes_computed.fetch_add(1, Ordering::Relaxed);
-                // Cache only if the file did not change while we read it.
+                // Cache only if the file did not change while we read it and is not "racy".
                 let after = exe.metadata().map_err(|e| io(&exe_link, e))?;
-                if FileIdentity::of(&after) == identity {
+                if FileIdentity::of(&after) == identity && !changed_recently(&after, started) {
                     self.remember(identity, digest);
                 }
                 digest
@@ -251,6 +267,17 @@ impl Attestor {
             gid,
         })
     }
+}
+
+/// Whether the file's mtime or ctime is within [`RACY_WINDOW`] of `reference` (or after it).
+fn changed_recently(meta: &std::fs::Metadata, reference: std::time::SystemTime) -> bool {
+    let stamp = |secs: i64, nanos: i64| {
+        let secs = u64::try_from(secs).unwrap_or(0);
+        let nanos = u32::try_from(nanos).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+    };
+    let newest = stamp(meta.mtime(), meta.mtime_nsec()).max(stamp(meta.ctime(), meta.ctime_nsec()));
+    newest + RACY_WINDOW > reference
 }
 
 fn hash_file(file: &mut File) -> std::io::Result<[u8; 32]> {
@@ -449,19 +476,40 @@ mod tests {
     }
 
     #[test]
-    fn digests_are_cached_by_file_identity() {
-        let a = Child::spawn_copy_of_sleep();
+    fn digests_are_cached_by_file_identity_unless_the_file_just_changed() {
+        // /bin/sleep has not changed for a while: cached.
+        let mut sleeper = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let peer = PeerCredentials {
+            pid: sleeper.id(),
+            ..me()
+        };
         let attestor = Attestor::new();
-        attestor.attest(a.peer()).unwrap();
-        attestor.attest(a.peer()).unwrap();
+        attestor.attest(peer).unwrap();
+        attestor.attest(peer).unwrap();
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
         assert_eq!(
             attestor.hashes_computed(),
             1,
             "second call served from the cache"
         );
-        // Another process of another file is hashed.
-        attestor.attest(me()).unwrap();
-        assert_eq!(attestor.hashes_computed(), 2);
+        // A copy written a moment ago is "racy": hashed every time until it settles, because a
+        // same-size rewrite within the timestamp granularity would keep its cache key.
+        let fresh = Child::spawn_copy_of_sleep();
+        attestor.attest(fresh.peer()).unwrap();
+        attestor.attest(fresh.peer()).unwrap();
+        assert_eq!(attestor.hashes_computed(), 3);
+    }
+
+    #[test]
+    fn recently_changed_files_are_racy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(changed_recently(&meta, std::time::SystemTime::now()));
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+        assert!(!changed_recently(&meta, later));
     }
 
     #[test]

@@ -382,7 +382,14 @@ impl TrustDomainCa {
 
     /// Serializes every authority (key and certificate) for sealed storage.
     pub fn export(&self) -> Result<CaKeyMaterial, Error> {
-        let mut out = Zeroizing::new(Vec::new());
+        // Reserve generously up front: a reallocation would free a copy of the keys unwiped.
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            256 + self
+                .authorities
+                .iter()
+                .map(|a| a.cert.len() + 512)
+                .sum::<usize>(),
+        ));
         out.extend_from_slice(MATERIAL_MAGIC);
         push_chunk(&mut out, self.trust_domain.as_str().as_bytes())?;
         push_chunk(

@@ -207,14 +207,28 @@ fn validate_selectors(
             return Err(EntryError::ConflictingSelectors { kind: s.kind() });
         }
     }
-    if !allow_without_digest
-        && !selectors
+    if !allow_without_digest {
+        if !selectors
             .iter()
             .any(|s| matches!(s, Selector::UnixSha256(_)))
-    {
-        return Err(EntryError::DigestRequired);
+        {
+            return Err(EntryError::DigestRequired);
+        }
+        if !selectors.iter().any(|s| matches!(s, Selector::UnixUid(_))) {
+            return Err(EntryError::UidRequired);
+        }
     }
     Ok(())
+}
+
+/// Node IDs live under this path; entries may not hand them out.
+pub const NODE_PATH_PREFIX: &str = "/daas/node/";
+
+/// Whether `id` names a node (as the server names attested nodes).
+pub fn is_node_id(id: &SpiffeId) -> bool {
+    id.path()
+        .strip_prefix(NODE_PATH_PREFIX)
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
 }
 
 impl RegistrationEntry {
@@ -238,6 +252,14 @@ impl RegistrationEntry {
         }
         if spiffe_id == parent_id {
             return Err(EntryError::SelfParent);
+        }
+        if spiffe_id.path() == NODE_PATH_PREFIX.trim_end_matches('/')
+            || spiffe_id.path().starts_with(NODE_PATH_PREFIX)
+        {
+            return Err(EntryError::ReservedPath);
+        }
+        if !(parent_id.is_trust_domain_id() || is_node_id(&parent_id)) {
+            return Err(EntryError::ParentNotNode);
         }
         validate_selectors(&selectors, allow_without_digest)?;
         // Canonical order so that equal entries compare and serialize equal.
@@ -287,9 +309,10 @@ impl RegistrationEntry {
     /// trust domain ID and `node` belongs to that trust domain. The caller passes only IDs of
     /// attested nodes (authenticated by their node SVID), never a workload's ID.
     pub fn is_parent(&self, node: &SpiffeId) -> bool {
-        self.parent_id == *node
-            || (self.parent_id.is_trust_domain_id()
-                && node.is_member_of(self.parent_id.trust_domain()))
+        is_node_id(node)
+            && (self.parent_id == *node
+                || (self.parent_id.is_trust_domain_id()
+                    && node.is_member_of(self.parent_id.trust_domain())))
     }
     /// The selectors, in canonical (sorted) order.
     pub fn selectors(&self) -> &[Selector] {
@@ -364,17 +387,19 @@ mod tests {
     }
     const D1: &str = "unix:sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "unix:sha256:2222222222222222222222222222222222222222222222222222222222222222";
-    const NODE_A: &str = "spiffe://td/node/a";
-    const NODE_B: &str = "spiffe://td/node/b";
+    const NODE_A: &str = "spiffe://td/daas/node/a";
+    const NODE_B: &str = "spiffe://td/daas/node/b";
+    const U: &str = "unix:uid:1000";
 
+    /// An entry with `sels`, plus `U` unless the test pins a uid itself.
     fn entry(eid: &str, node: &str, sels: &[&str]) -> RegistrationEntry {
+        let mut sels: Vec<Selector> = sels.iter().map(|s| sel(s)).collect();
+        if !sels.iter().any(|s| matches!(s, Selector::UnixUid(_))) {
+            sels.push(sel(U));
+        }
         RegistrationEntry::new(
             eid.parse().unwrap(),
-            NewEntry::new(
-                id("spiffe://td/app"),
-                id(node),
-                sels.iter().map(|s| sel(s)).collect(),
-            ),
+            NewEntry::new(id("spiffe://td/app"), id(node), sels),
         )
         .unwrap()
     }
@@ -419,7 +444,7 @@ mod tests {
             mk(vec![sel(D1), sel("unix:uid:1"), sel("unix:uid:2")]),
             Err(EntryError::ConflictingSelectors { kind: "unix:uid" })
         );
-        assert!(mk(vec![sel(D1), sel("cgroup:a"), sel("cgroup:b")]).is_ok());
+        assert!(mk(vec![sel(D1), sel(U), sel("cgroup:a"), sel("cgroup:b")]).is_ok());
         let many = (0..33)
             .map(|i| Selector::Cgroup(format!("c{i}")))
             .chain([sel(D1)])
@@ -433,7 +458,7 @@ mod tests {
     #[test]
     fn ttl_bounds() {
         let mk = |secs| {
-            let mut s = NewEntry::new(id("spiffe://td/app"), id(NODE_A), vec![sel(D1)]);
+            let mut s = NewEntry::new(id("spiffe://td/app"), id(NODE_A), vec![sel(D1), sel(U)]);
             s.x509_ttl = Some(Duration::from_secs(secs));
             try_new(s)
         };
@@ -447,7 +472,7 @@ mod tests {
     #[test]
     fn role_rules() {
         let mk = |roles: &[&str]| {
-            let mut s = NewEntry::new(id("spiffe://td/app"), id(NODE_A), vec![sel(D1)]);
+            let mut s = NewEntry::new(id("spiffe://td/app"), id(NODE_A), vec![sel(D1), sel(U)]);
             s.roles = roles.iter().map(|r| (*r).to_owned()).collect();
             try_new(s)
         };
@@ -467,8 +492,9 @@ mod tests {
 
     #[test]
     fn id_rules() {
-        let mk =
-            |sid: &str, parent: &str| try_new(NewEntry::new(id(sid), id(parent), vec![sel(D1)]));
+        let mk = |sid: &str, parent: &str| {
+            try_new(NewEntry::new(id(sid), id(parent), vec![sel(D1), sel(U)]))
+        };
         assert_eq!(mk("spiffe://td", NODE_A), Err(EntryError::NoPath));
         assert_eq!(
             mk("spiffe://other/app", NODE_A),
@@ -532,8 +558,11 @@ mod tests {
     #[test]
     fn entry_of_another_node_does_not_match() {
         let entries = [entry("e1", NODE_B, &[D1])];
-        assert!(entries_for(&entries, &id(NODE_A), &[sel(D1)]).is_empty());
-        assert_eq!(entries_for(&entries, &id(NODE_B), &[sel(D1)]).len(), 1);
+        assert!(entries_for(&entries, &id(NODE_A), &[sel(D1), sel(U)]).is_empty());
+        assert_eq!(
+            entries_for(&entries, &id(NODE_B), &[sel(D1), sel(U)]).len(),
+            1
+        );
     }
 
     #[test]
@@ -541,29 +570,39 @@ mod tests {
         let entries = [entry("e1", NODE_A, &[D1]), entry("e2", NODE_B, &[D2])];
         let app = id("spiffe://td/app");
         assert_eq!(
-            authorize_svid_request(&entries, &id(NODE_A), &app, &[sel(D1)])
+            authorize_svid_request(&entries, &id(NODE_A), &app, &[sel(D1), sel(U)])
                 .unwrap()
                 .id()
                 .as_str(),
             "e1"
         );
         assert_eq!(
-            authorize_svid_request(&entries, &id(NODE_B), &app, &[sel(D2)])
+            authorize_svid_request(&entries, &id(NODE_B), &app, &[sel(D2), sel(U)])
                 .unwrap()
                 .id()
                 .as_str(),
             "e2"
         );
         assert_eq!(
-            authorize_svid_request(&entries, &id(NODE_A), &app, &[sel(D2)]),
+            authorize_svid_request(&entries, &id(NODE_A), &app, &[sel(D2), sel(U)]),
             Err(DenyReason::SelectorsMismatch)
         );
         assert_eq!(
-            authorize_svid_request(&entries, &id("spiffe://td/node/c"), &app, &[sel(D1)]),
+            authorize_svid_request(
+                &entries,
+                &id("spiffe://td/daas/node/c"),
+                &app,
+                &[sel(D1), sel(U)]
+            ),
             Err(DenyReason::NotParent)
         );
         assert_eq!(
-            authorize_svid_request(&entries, &id(NODE_A), &id("spiffe://td/other"), &[sel(D1)]),
+            authorize_svid_request(
+                &entries,
+                &id(NODE_A),
+                &id("spiffe://td/other"),
+                &[sel(D1), sel(U)]
+            ),
             Err(DenyReason::NotParent)
         );
     }
@@ -571,15 +610,60 @@ mod tests {
     #[test]
     fn a_trust_domain_parent_means_any_node_of_that_trust_domain() {
         let any = entry("e1", "spiffe://td", &[D1]);
-        let w = [sel(D1)];
+        let w = [sel(D1), sel(U)];
         assert!(any.is_parent(&id(NODE_A)) && any.is_parent(&id(NODE_B)));
-        assert!(!any.is_parent(&id("spiffe://other/node/a")));
+        assert!(!any.is_parent(&id("spiffe://other/daas/node/a")));
         let entries = [any];
         assert_eq!(entries_for(&entries, &id(NODE_A), &w).len(), 1);
-        assert!(entries_for(&entries, &id("spiffe://other/node/a"), &w).is_empty());
+        assert!(entries_for(&entries, &id("spiffe://other/daas/node/a"), &w).is_empty());
         assert!(authorize_svid_request(&entries, &id(NODE_B), &id("spiffe://td/app"), &w).is_ok());
         // A node-specific parent still means only that node.
         let only_a = entry("e2", NODE_A, &[D1]);
         assert!(only_a.is_parent(&id(NODE_A)) && !only_a.is_parent(&id(NODE_B)));
+    }
+
+    #[test]
+    fn a_digest_needs_a_uid_beside_it() {
+        let spec = NewEntry::new(id("spiffe://td/app"), id(NODE_A), vec![sel(D1)]);
+        assert_eq!(try_new(spec.clone()), Err(EntryError::UidRequired));
+        let mut weak = spec;
+        weak.allow_without_digest = true;
+        assert!(
+            try_new(weak).is_ok(),
+            "the explicit opt-out relaxes both rules"
+        );
+    }
+
+    #[test]
+    fn node_ids_are_reserved_and_parents_must_be_nodes() {
+        let mk = |sid: &str, parent: &str| {
+            try_new(NewEntry::new(id(sid), id(parent), vec![sel(D1), sel(U)]))
+        };
+        assert_eq!(
+            mk("spiffe://td/daas/node/x", NODE_A),
+            Err(EntryError::ReservedPath)
+        );
+        assert_eq!(
+            mk("spiffe://td/daas/node", NODE_A),
+            Err(EntryError::ReservedPath)
+        );
+        assert_eq!(
+            mk("spiffe://td/app", "spiffe://td/web"),
+            Err(EntryError::ParentNotNode)
+        );
+        assert_eq!(
+            mk("spiffe://td/app", "spiffe://td/daas/node/a/b"),
+            Err(EntryError::ParentNotNode)
+        );
+        assert!(mk("spiffe://td/app", "spiffe://td").is_ok());
+        assert!(
+            mk("spiffe://td/daas/nodes", NODE_A).is_ok(),
+            "only the node namespace is reserved"
+        );
+        // A workload ID is never a parent, not even of an any-node entry.
+        let any = entry("e1", "spiffe://td", &[D1]);
+        assert!(!any.is_parent(&id("spiffe://td/app")));
+        assert!(!any.is_parent(&id("spiffe://td")));
+        assert!(any.is_parent(&id(NODE_A)));
     }
 }

@@ -198,6 +198,18 @@ pub enum EntryError {
     /// An entry cannot be its own parent.
     #[error("the entry's spiffe id must differ from its parent (node) id")]
     SelfParent,
+    /// A digest alone does not tie an identity to anyone: any local user can execute a readable
+    /// binary (or exec it from a process holding an open Workload API connection).
+    #[error(
+        "an entry pinning a binary digest must also pin a uid (unix:uid:N): any local user can run a readable binary"
+    )]
+    UidRequired,
+    /// Entry IDs under `/daas/node/` are reserved for nodes: a workload must never receive one.
+    #[error("spiffe ids under /daas/node/ are reserved for nodes")]
+    ReservedPath,
+    /// The parent must be a node (`spiffe://td/daas/node/…`) or the trust domain (any node).
+    #[error("the parent must be a node id (spiffe://<td>/daas/node/<id>) or the trust domain id")]
+    ParentNotNode,
 }
 
 /// Why a node may not obtain an SVID for a workload (returned by

@@ -177,6 +177,8 @@ pub struct EntryInfo {
     pub selectors: Vec<String>,
     pub x509_ttl_secs: u64,
     pub roles: Vec<String>,
+    /// The entry was created without the digest-and-uid rule.
+    pub allow_without_digest: bool,
     /// Unix time in milliseconds.
     pub created_at: i64,
 }

@@ -79,16 +79,36 @@ pub trait IdentitySource: Send + Sync + 'static {
     fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str);
 }
 
+/// Attestations running at once (each may hash a binary): more callers wait, briefly.
+const MAX_CONCURRENT_ATTESTATIONS: usize = 4;
+/// How long a caller waits for an attestation slot before getting `ResourceExhausted`.
+const ATTESTATION_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The gRPC service.
 #[derive(Debug)]
 pub struct WorkloadApi<S> {
     source: Arc<S>,
     attestor: Arc<Attestor>,
+    attestations: Arc<tokio::sync::Semaphore>,
+}
+
+impl<S> Clone for WorkloadApi<S> {
+    fn clone(&self) -> Self {
+        Self {
+            source: Arc::clone(&self.source),
+            attestor: Arc::clone(&self.attestor),
+            attestations: Arc::clone(&self.attestations),
+        }
+    }
 }
 
 impl<S: IdentitySource> WorkloadApi<S> {
     pub fn new(source: Arc<S>, attestor: Arc<Attestor>) -> Self {
-        Self { source, attestor }
+        Self {
+            source,
+            attestor,
+            attestations: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_ATTESTATIONS)),
+        }
     }
 
     /// The tonic service to mount.
@@ -96,8 +116,11 @@ impl<S: IdentitySource> WorkloadApi<S> {
         SpiffeWorkloadApiServer::new(self)
     }
 
-    /// Steps 1–3 of the module docs.
-    async fn attest<T>(&self, request: &Request<T>) -> Result<WorkloadFacts, Status> {
+    /// Steps 1–3 of the module docs; also returns the credentials, to attest again later.
+    async fn attest<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(PeerCredentials, WorkloadFacts), Status> {
         let header_ok = request
             .metadata()
             .get(SECURITY_HEADER)
@@ -124,25 +147,44 @@ impl<S: IdentitySource> WorkloadApi<S> {
                 .report_denied(None, "caller without kernel credentials");
             return Err(denied());
         };
+        let facts = self.attest_peer(peer).await?;
+        Ok((peer, facts))
+    }
+
+    /// Attest the process behind `peer` (again, for stream updates: a process that exec'd
+    /// another binary since its call must not keep receiving rotated SVIDs).
+    async fn attest_peer(&self, peer: PeerCredentials) -> Result<WorkloadFacts, Status> {
+        let Ok(Ok(_slot)) = tokio::time::timeout(
+            ATTESTATION_QUEUE_WAIT,
+            Arc::clone(&self.attestations).acquire_owned(),
+        )
+        .await
+        else {
+            return Err(Status::resource_exhausted("attestation is busy; retry"));
+        };
         let attestor = Arc::clone(&self.attestor);
         let attested = tokio::task::spawn_blocking(move || attestor.attest(peer))
             .await
             .map_err(|_| Status::internal("attestation failed"))?;
-        match attested {
-            Ok(facts) => Ok(facts),
-            Err(e) => {
-                let reason = match &e {
-                    AttestError::ProcessGone { .. } => "caller exited during attestation",
-                    AttestError::ProcessChanged { .. } => "caller changed during attestation",
-                    AttestError::Io { .. } | AttestError::Format { .. } => {
-                        tracing::warn!(error = %e, "workload attestation failed");
-                        "attestation could not read the caller"
-                    }
-                };
-                self.source.report_denied(None, reason);
-                Err(denied())
-            }
-        }
+        attested.map_err(|e| {
+            let reason = match &e {
+                AttestError::ProcessGone { .. } => "caller exited during attestation",
+                AttestError::ProcessChanged { .. } => "caller changed during attestation",
+                AttestError::TooLarge { .. } => "caller's binary is too large to attest",
+                AttestError::Io { .. } | AttestError::Format { .. } => {
+                    tracing::warn!(error = %e, "workload attestation failed");
+                    "attestation could not read the caller"
+                }
+            };
+            self.source.report_denied(
+                None,
+                &format!(
+                    "{reason} (pid {}, uid {}, gid {})",
+                    peer.pid, peer.uid, peer.gid
+                ),
+            );
+            denied()
+        })
     }
 
     fn x509_response(&self, workload: &WorkloadFacts) -> Result<pb::X509svidResponse, Status> {
@@ -182,11 +224,14 @@ fn unavailable(e: SourceError) -> Status {
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Send `make()` now and after every update, until the receiver hangs up or `make` fails.
+type Next<T> = Pin<Box<dyn std::future::Future<Output = Result<T, Status>> + Send>>;
+
+/// Send `first` now and `make()` after every update, until the receiver hangs up or `make`
+/// fails (the failure is sent, then the stream ends).
 fn stream_updates<T: Send + 'static>(
     mut updates: watch::Receiver<u64>,
     first: T,
-    make: impl Fn() -> Result<T, Status> + Send + 'static,
+    make: impl Fn() -> Next<T> + Send + 'static,
 ) -> ResponseStream<T> {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -200,7 +245,7 @@ fn stream_updates<T: Send + 'static>(
                     if changed.is_err() {
                         return;
                     }
-                    let next = make();
+                    let next = make().await;
                     let failed = next.is_err();
                     if tx.send(next).await.is_err() || failed {
                         return;
@@ -223,16 +268,20 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         &self,
         request: Request<pb::X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
-        let workload = self.attest(&request).await?;
+        let (peer, workload) = self.attest(&request).await?;
         let first = self.x509_response(&workload)?;
-        let this = Self {
-            source: Arc::clone(&self.source),
-            attestor: Arc::clone(&self.attestor),
+        let this = self.clone();
+        let make = move || -> Next<pb::X509svidResponse> {
+            let this = this.clone();
+            Box::pin(async move {
+                let workload = this.attest_peer(peer).await?;
+                this.x509_response(&workload)
+            })
         };
         Ok(Response::new(stream_updates(
             self.source.updates(),
             first,
-            move || this.x509_response(&workload),
+            make,
         )))
     }
 
@@ -244,7 +293,7 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         // to read them, yet only attested workloads may use the socket at all.
         self.attest(&request).await?;
         let source = Arc::clone(&self.source);
-        let make = move || {
+        let bundles = move || {
             source
                 .x509_bundles()
                 .map(|bundles| pb::X509BundlesResponse {
@@ -253,7 +302,11 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
                 })
                 .map_err(unavailable)
         };
-        let first = make()?;
+        let first = bundles()?;
+        let make = move || -> Next<pb::X509BundlesResponse> {
+            let next = bundles();
+            Box::pin(async move { next })
+        };
         Ok(Response::new(stream_updates(
             self.source.updates(),
             first,

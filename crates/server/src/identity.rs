@@ -36,6 +36,8 @@ const JOIN_TOKEN_DEFAULT_TTL_SECS: u64 = 600;
 const JOIN_TOKEN_MAX_TTL_SECS: u64 = 24 * 3600;
 /// Prefix of join tokens (so scanners and humans recognise them).
 pub const JOIN_TOKEN_PREFIX: &str = "daas_join_";
+/// base64url characters of the 256-bit secret after the prefix.
+const JOIN_TOKEN_SECRET_CHARS: usize = 43;
 
 /// [`DEFAULT_TRUST_DOMAIN`] as a value.
 pub(crate) fn default_trust_domain() -> TrustDomain {
@@ -156,6 +158,8 @@ pub(crate) struct EntryView {
     selectors: Vec<String>,
     x509_ttl_secs: u64,
     roles: Vec<String>,
+    /// Set when the entry was created without the digest-and-uid rule: shown so it is noticed.
+    allow_without_digest: bool,
     created_at: i64,
 }
 
@@ -168,6 +172,7 @@ impl EntryView {
             selectors: entry.selectors().iter().map(ToString::to_string).collect(),
             x509_ttl_secs: entry.x509_ttl().as_secs(),
             roles: entry.roles().to_vec(),
+            allow_without_digest: entry.allows_without_digest(),
             created_at,
         }
     }
@@ -225,7 +230,16 @@ pub async fn create_entry(
                 "identity.entry.create",
                 &record.spiffe_id,
                 "ok",
-                &format!("entry {} for node {}", record.id, record.parent_id),
+                &format!(
+                    "entry {} for node {}{}",
+                    record.id,
+                    record.parent_id,
+                    if entry.allows_without_digest() {
+                        " (without the digest and uid rule)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
         )
         .await?;
@@ -383,7 +397,17 @@ pub async fn attest_node(
     let identity = engine.identity().await?;
     let route = "/v1/identity/nodes/attest";
     let join_token = Zeroizing::new(req.join_token);
-    if !join_token.starts_with(JOIN_TOKEN_PREFIX) {
+    // Cheap checks first: an anonymous caller must not get CSR verification and a signature
+    // for a string that cannot be a token.
+    let well_formed = join_token
+        .strip_prefix(JOIN_TOKEN_PREFIX)
+        .is_some_and(|rest| {
+            rest.len() == JOIN_TOKEN_SECRET_CHARS
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !well_formed {
         audit_credential_failure(
             &engine,
             "identity.node.attest",

@@ -117,7 +117,8 @@ async fn a_replayed_join_token_is_refused_opaquely_and_audited_precisely() {
     let (status, body) = attest(&s, &token, &csr2).await;
     assert_error(status, &body, 401, "unauthenticated");
     // Unknown and malformed tokens look the same to the caller.
-    let (status, unknown) = attest(&s, "daas_join_AAAA", &csr2).await;
+    let unknown_token = format!("daas_join_{}", "A".repeat(43));
+    let (status, unknown) = attest(&s, &unknown_token, &csr2).await;
     assert_error(status, &unknown, 401, "unauthenticated");
     assert_eq!(body, unknown);
     let (status, malformed) = attest(&s, "not-a-token", &csr2).await;
@@ -217,12 +218,24 @@ async fn join_tokens_and_entries_are_admin_only_and_validated() {
             "spiffe_id",
         ),
         (
-            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST], "x509_ttl_secs": 5}),
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST, "unix:uid:1"], "x509_ttl_secs": 5}),
             "ttl",
         ),
         (
             json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST], "extra": 1}),
             "unknown field",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST]}),
+            "uid",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/daas/node/x", "parent_id": "spiffe://daas.local/daas/node/a", "selectors": [DIGEST, "unix:uid:1"]}),
+            "reserved",
+        ),
+        (
+            json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local/db", "selectors": [DIGEST, "unix:uid:1"]}),
+            "parent",
         ),
     ];
     for (entry, why) in bad_entries {
@@ -253,6 +266,7 @@ async fn entries_are_created_listed_and_deleted() {
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["x509_ttl_secs"], 3600);
+    assert_eq!(created["allow_without_digest"], false);
     let id = created["id"].as_str().unwrap().to_owned();
 
     let (status, list) = s.admin("GET", "/v1/identity/entries", None).await;
