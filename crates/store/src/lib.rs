@@ -257,6 +257,19 @@ impl Store {
             Self::Postgres(s) => s.put_identity_ca(material, audit).await,
         }
     }
+    /// Store the first CA record unless one exists (several replicas may start at once):
+    /// `true` if this call stored it (with its audit entry), `false` if a CA was already there
+    /// (nothing written; read it with [`Store::get_identity_ca`] and use that one).
+    pub async fn create_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.create_identity_ca(material, audit).await,
+            Self::Postgres(s) => s.create_identity_ca(material, audit).await,
+        }
+    }
     /// Insert a registration entry; `Conflict` if the id exists.
     pub async fn put_entry(
         &self,

@@ -729,6 +729,30 @@ impl PgStore {
         tx.commit().await.db()
     }
 
+    pub(crate) async fn create_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let sealed = codec::seal_identity_ca(self.keys(), material)?;
+        let updated_at = crate::audit_log::now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO identity_ca (id, material, updated_at) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .db()?;
+        let inserted = tx.execute(&stmt, &[&sealed, &updated_at]).await.db()? == 1;
+        if inserted {
+            append(&tx, self.keys(), audit).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(inserted)
+    }
+
     pub(crate) async fn put_entry(
         &self,
         entry: &EntryRecord,

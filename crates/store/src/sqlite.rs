@@ -1125,6 +1125,33 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn create_identity_ca(
+        &self,
+        material: &[u8],
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let sealed = codec::seal_identity_ca(&self.inner.keys, material)?;
+        let updated_at = crate::audit_log::now_ms();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let inserted = ctx
+                .conn
+                .prepare_cached(
+                    "INSERT INTO identity_ca (id, material, updated_at) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .db()?
+                .execute(params![sealed, updated_at])
+                .db()?
+                == 1;
+            if inserted {
+                ctx.audit(&audit)?;
+            }
+            Ok(inserted)
+        })
+        .await
+    }
+
     pub(crate) async fn put_entry(
         &self,
         entry: &EntryRecord,

@@ -62,6 +62,7 @@ macro_rules! store_suite {
             migration_2_upgrades_a_version_1_database,
             identity_ca_roundtrip_and_replace,
             identity_ca_tamper_is_integrity,
+            identity_ca_is_created_once,
             entry_roundtrip_and_conflicts,
             join_token_lifecycle,
             join_token_node_conflict_keeps_token,
@@ -1075,6 +1076,44 @@ pub(crate) async fn migration_2_upgrades_a_version_1_database(b: &impl Backend) 
         [entry("e1", NODE_A, 1)]
     );
     assert_chain_ok(&store, 2).await;
+}
+
+/// Replicas starting at once each try to create the CA: exactly one wins, the others write
+/// nothing and read the winner's.
+pub(crate) async fn identity_ca_is_created_once(b: &impl Backend) {
+    let store = b.store();
+    let mut tasks = Vec::new();
+    for i in 0..6u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let material = vec![i; 64];
+            let won = store
+                .create_identity_ca(&material, &ev("identity.ca.create", "ca"))
+                .await
+                .unwrap();
+            (won, material)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, material) = t.await.unwrap();
+        if won {
+            winners.push(material);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one creator");
+    assert_eq!(
+        store.get_identity_ca().await.unwrap().unwrap().as_slice(),
+        winners[0].as_slice()
+    );
+    // A later create is a no-op that writes no audit entry.
+    assert!(
+        !store
+            .create_identity_ca(b"late", &ev("identity.ca.create", "ca"))
+            .await
+            .unwrap()
+    );
+    assert_chain_ok(store, 1).await;
 }
 
 pub(crate) async fn identity_ca_roundtrip_and_replace(b: &impl Backend) {
