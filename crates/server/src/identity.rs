@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::apps::admin_only;
-use crate::auth::{Caller, audit_credential_failure, sha256};
+use crate::auth::{Caller, audit_credential_failure};
 use crate::error::{ApiError, internal};
 use crate::extract::{ApiJson, b64u, now_ms};
 use crate::state::{AppState, Engine, event};
@@ -329,6 +329,15 @@ pub async fn delete_entry(
 
 // ---------------------------------------------------------------- join tokens
 
+/// A keyed hash (the storage key's lookup subkey), not a bare SHA-256: someone who can write to
+/// the database but lacks the storage key cannot plant a join token they know.
+fn join_token_hash(engine: &Engine, token: &str) -> Result<[u8; 32], ApiError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(engine.keys.lookup("join-token", token.as_bytes()), &mut out)
+        .map_err(internal)?;
+    Ok(out)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JoinTokenRequest {
@@ -359,7 +368,7 @@ pub async fn create_join_token(
     let secret: Zeroizing<[u8; 32]> =
         Zeroizing::new(daas_crypto::random::bytes().map_err(internal)?);
     let token = Zeroizing::new(format!("{JOIN_TOKEN_PREFIX}{}", b64u(&secret[..])));
-    let token_hash = sha256(token.as_bytes());
+    let token_hash = join_token_hash(&engine, &token)?;
     let created_at = now_ms();
     let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).map_err(internal)?;
     let record = JoinTokenRecord {
@@ -460,7 +469,7 @@ pub async fn attest_node(
             })?;
         (svid, ca.bundle(now))
     };
-    let token_hash = sha256(join_token.as_bytes());
+    let token_hash = join_token_hash(&engine, &join_token)?;
     let used = engine
         .store
         .consume_join_token(

@@ -410,3 +410,30 @@ pub(crate) fn sort_summaries(v: &mut [SecretSummary]) {
 pub(crate) fn sort_apps(v: &mut [AppRecord]) {
     v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
 }
+
+const ENTRIES: &str = "entries";
+const ENTRY_BODY: &str = "body";
+
+/// Seal a registration entry's JSON body, bound to its row: the plain `spiffe_id` and
+/// `parent_id` columns are only for lookups; consumers act on the opened body, so editing the
+/// database cannot grant an identity.
+pub(crate) fn seal_entry(
+    keys: &StorageKeys,
+    entry: &EntryRecord,
+) -> Result<EntryRecord, StoreError> {
+    Ok(EntryRecord {
+        body: seal(keys, ENTRIES, &entry.id, ENTRY_BODY, &entry.body)?,
+        ..entry.clone()
+    })
+}
+
+/// Open what [`seal_entry`] sealed (`Integrity` if it was edited or moved to another row).
+pub(crate) fn open_entry(
+    keys: &StorageKeys,
+    mut entry: EntryRecord,
+) -> Result<EntryRecord, StoreError> {
+    entry.body = open(keys, ENTRIES, &entry.id, ENTRY_BODY, &entry.body)?
+        .expose()
+        .to_vec();
+    Ok(entry)
+}

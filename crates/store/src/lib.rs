@@ -271,14 +271,29 @@ impl Store {
         }
     }
     /// Insert a registration entry; `Conflict` if the id exists.
+    fn keys(&self) -> &StorageKeys {
+        match self {
+            Self::Sqlite(s) => s.keys(),
+            Self::Postgres(s) => s.keys(),
+        }
+    }
+
+    fn open_entries(&self, entries: Vec<EntryRecord>) -> Result<Vec<EntryRecord>, StoreError> {
+        entries
+            .into_iter()
+            .map(|e| codec::open_entry(self.keys(), e))
+            .collect()
+    }
+
     pub async fn put_entry(
         &self,
         entry: &EntryRecord,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
+        let sealed = codec::seal_entry(self.keys(), entry)?;
         match self {
-            Self::Sqlite(s) => s.put_entry(entry, audit).await,
-            Self::Postgres(s) => s.put_entry(entry, audit).await,
+            Self::Sqlite(s) => s.put_entry(&sealed, audit).await,
+            Self::Postgres(s) => s.put_entry(&sealed, audit).await,
         }
     }
     /// Delete a registration entry; `NotFound` if absent (and then nothing is written, not even
@@ -291,17 +306,19 @@ impl Store {
     }
     /// `NotFound` if absent.
     pub async fn get_entry(&self, id: &str) -> Result<EntryRecord, StoreError> {
-        match self {
+        let entry = match self {
             Self::Sqlite(s) => s.get_entry(id).await,
             Self::Postgres(s) => s.get_entry(id).await,
-        }
+        }?;
+        codec::open_entry(self.keys(), entry)
     }
     /// All entries, ordered by (created_at, id) (ids in byte order).
     pub async fn list_entries(&self) -> Result<Vec<EntryRecord>, StoreError> {
-        match self {
+        let entries = match self {
             Self::Sqlite(s) => s.list_entries(None).await,
             Self::Postgres(s) => s.list_entries(None).await,
-        }
+        }?;
+        self.open_entries(entries)
     }
     /// Entries whose `parent_id` equals `parent` (exact, case-sensitive), ordered like
     /// [`Store::list_entries`].
@@ -309,10 +326,11 @@ impl Store {
         &self,
         parent: &str,
     ) -> Result<Vec<EntryRecord>, StoreError> {
-        match self {
+        let entries = match self {
             Self::Sqlite(s) => s.list_entries(Some(parent)).await,
             Self::Postgres(s) => s.list_entries(Some(parent)).await,
-        }
+        }?;
+        self.open_entries(entries)
     }
     /// Store a new join token (its hash only); `Conflict` if the hash exists.
     pub async fn put_join_token(

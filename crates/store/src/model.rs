@@ -120,7 +120,8 @@ pub struct EntryRecord {
 /// join a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinTokenRecord {
-    /// SHA-256 of the token; the token itself is never stored.
+    /// A keyed hash of the token (the server uses the storage key's lookup subkey); the token
+    /// itself is never stored.
     pub token_hash: [u8; 32],
     /// Unix milliseconds; the token is usable while `now < expires_at`.
     pub expires_at: i64,

@@ -310,7 +310,7 @@ impl PgStore {
         self.inner.pool.get().await.map_err(pool_err)
     }
 
-    fn keys(&self) -> &StorageKeys {
+    pub(crate) fn keys(&self) -> &StorageKeys {
         &self.inner.keys
     }
 

@@ -1152,6 +1152,10 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) fn keys(&self) -> &StorageKeys {
+        &self.inner.keys
+    }
+
     pub(crate) async fn put_entry(
         &self,
         entry: &EntryRecord,

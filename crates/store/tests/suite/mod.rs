@@ -64,6 +64,7 @@ macro_rules! store_suite {
             identity_ca_tamper_is_integrity,
             identity_ca_is_created_once,
             entry_roundtrip_and_conflicts,
+            entry_bodies_are_sealed_to_their_row,
             join_token_lifecycle,
             join_token_node_conflict_keeps_token,
             join_token_concurrent_consumers,
@@ -1160,6 +1161,46 @@ pub(crate) async fn identity_ca_roundtrip_and_replace(b: &impl Backend) {
         .map(|e| e.event.action)
         .collect();
     assert_eq!(actions, ["identity.ca.create", "identity.ca.rotate"]);
+}
+
+/// Entry bodies are sealed and bound to their row: moving one to another entry (to hand its
+/// identity to other selectors or another node) fails the integrity check instead of granting.
+pub(crate) async fn entry_bodies_are_sealed_to_their_row(b: &impl Backend) {
+    let store = b.store();
+    let a = EntryRecord {
+        body: b"{\"marker\":\"ENTRY-BODY-SENTINEL\"}".to_vec(),
+        ..entry("a", "spiffe://example.org/node/1", 1)
+    };
+    store
+        .put_entry(&a, &ev("identity.entry.create", "a"))
+        .await
+        .unwrap();
+    store
+        .put_entry(
+            &entry("b", "spiffe://example.org/node/2", 2),
+            &ev("identity.entry.create", "b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_entry("a").await.unwrap(), a);
+    let dump = b.dump().await;
+    assert!(
+        !dump.windows(20).any(|w| w == b"ENTRY-BODY-SENTINEL\""),
+        "the entry body is not in the database in the clear"
+    );
+    b.exec("UPDATE entries SET body = (SELECT body FROM entries WHERE id = 'a') WHERE id = 'b'")
+        .await;
+    assert!(matches!(
+        store.get_entry("b").await,
+        Err(StoreError::Integrity {
+            table: "entries",
+            column: "body"
+        })
+    ));
+    assert!(matches!(
+        store.list_entries().await,
+        Err(StoreError::Integrity { .. })
+    ));
 }
 
 pub(crate) async fn identity_ca_tamper_is_integrity(b: &impl Backend) {
