@@ -124,6 +124,7 @@ impl Identity {
                 )
                 .await?;
         }
+        engine.bundle.set(ca.bundle(now));
         Ok(Self {
             trust_domain,
             ca: tokio::sync::RwLock::new(ca),
@@ -515,4 +516,245 @@ mod tests {
     fn the_default_trust_domain_is_valid() {
         assert_eq!(default_trust_domain().to_string(), DEFAULT_TRUST_DOMAIN);
     }
+}
+
+// ---------------------------------------------------------------- node-authenticated calls
+
+/// A request from an attested node: its connection presented a valid X.509-SVID of this trust
+/// domain (checked in the TLS handshake and again here against the current bundle) whose ID is
+/// a node ID that this server attested (present in the `nodes` table).
+#[derive(Debug)]
+pub struct NodeCaller {
+    pub id: SpiffeId,
+}
+
+impl axum::extract::FromRequestParts<AppState> for NodeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let engine = state.engine()?;
+        engine.identity().await?;
+        let route = parts.uri.path().to_owned();
+        let chain = parts
+            .extensions
+            .get::<crate::tls::PeerCertificates>()
+            .and_then(|p| p.0.clone());
+        let verdict = match chain {
+            None => Err("no client certificate"),
+            Some(chain) => match daas_identity::verify_x509_svid(
+                &chain,
+                &engine.bundle.get(),
+                time::OffsetDateTime::now_utc(),
+            ) {
+                Err(_) => Err("client certificate is not a valid svid of this trust domain"),
+                Ok(id) if !daas_identity::entry::is_node_id(&id) => {
+                    Err("client svid is not a node's")
+                }
+                Ok(id) => match engine.store.get_node(&id.to_string()).await {
+                    Ok(_) => Ok(id),
+                    Err(daas_store::StoreError::NotFound) => Err("node is not registered"),
+                    Err(e) => return Err(e.into()),
+                },
+            },
+        };
+        match verdict {
+            Ok(id) => Ok(Self { id }),
+            Err(detail) => {
+                audit_credential_failure(&engine, "identity.node.auth", &route, detail).await;
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+}
+
+/// The decoded entries `node` may obtain SVIDs for.
+async fn entries_of(
+    engine: &Engine,
+    node: &SpiffeId,
+) -> Result<Vec<(RegistrationEntry, i64)>, ApiError> {
+    let mut out = Vec::new();
+    for record in engine.store.list_entries().await? {
+        let entry = decode_entry(&record)?;
+        if entry.is_parent(node) {
+            out.push((entry, record.created_at));
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /v1/identity/node/entries` (node): the entries this node serves.
+pub async fn node_entries(
+    State(state): State<AppState>,
+    node: NodeCaller,
+) -> Result<Json<EntryList>, ApiError> {
+    let engine = state.engine()?;
+    let entries = entries_of(&engine, &node.id)
+        .await?
+        .iter()
+        .map(|(e, created_at)| EntryView::of(e, *created_at))
+        .collect();
+    Ok(Json(EntryList { entries }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkloadSvidRequest {
+    spiffe_id: String,
+    /// What the node's attestation of the workload found.
+    selectors: Vec<String>,
+    /// PKCS#10 CSR (DER, base64url) for a key the node generated.
+    csr: String,
+}
+
+fn issue_error(e: daas_identity::Error) -> ApiError {
+    match e {
+        daas_identity::Error::Peer(p) => ApiError::Malformed(format!("csr: {p}")),
+        other => internal(other),
+    }
+}
+
+fn svid_response(
+    svid: &daas_identity::X509Svid,
+    bundle: &[rustls::pki_types::CertificateDer<'static>],
+) -> NodeSvidResponse {
+    NodeSvidResponse {
+        spiffe_id: svid.spiffe_id().to_string(),
+        x509_svid: svid.chain().iter().map(|c| b64u(c.as_ref())).collect(),
+        bundle: bundle.iter().map(|c| b64u(c.as_ref())).collect(),
+        expires_at: svid.not_after().unix_timestamp().saturating_mul(1000),
+    }
+}
+
+/// `POST /v1/identity/node/svids` (node): an X.509-SVID for a workload the node attested, if an
+/// entry of this node grants that ID to those selectors.
+pub async fn issue_workload_svid(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    ApiJson(req): ApiJson<WorkloadSvidRequest>,
+) -> Result<Json<NodeSvidResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let requested = parse_id("spiffe_id", &req.spiffe_id)?;
+    let selectors = req
+        .selectors
+        .iter()
+        .map(|s| {
+            s.parse::<Selector>()
+                .map_err(|e| ApiError::Malformed(format!("selector: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let csr = crate::extract::b64u_secret("csr", &req.csr)?;
+    let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let node_name = node.id.to_string();
+    let entry =
+        match daas_identity::authorize_svid_request(&entries, &node.id, &requested, &selectors) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                engine
+                    .audit(
+                        &node_name,
+                        "identity.svid.issue",
+                        &requested.to_string(),
+                        "denied",
+                        &reason.to_string(),
+                    )
+                    .await?;
+                return Err(ApiError::Forbidden);
+            }
+        };
+    let now = time::OffsetDateTime::now_utc();
+    let (svid, bundle) = {
+        let ca = identity.ca.read().await;
+        let svid = ca
+            .issue_x509_svid(&csr, &requested, entry.x509_ttl(), now)
+            .map_err(issue_error)?;
+        (svid, ca.bundle(now))
+    };
+    engine
+        .audit(
+            &node_name,
+            "identity.svid.issue",
+            &requested.to_string(),
+            "ok",
+            &format!("entry {}", entry.id().as_str()),
+        )
+        .await?;
+    Ok(Json(svid_response(&svid, &bundle)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RenewRequest {
+    csr: String,
+}
+
+/// `POST /v1/identity/node/renew` (node): a fresh node SVID for the same node (new key).
+pub async fn renew_node_svid(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    ApiJson(req): ApiJson<RenewRequest>,
+) -> Result<Json<NodeSvidResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let csr = crate::extract::b64u_secret("csr", &req.csr)?;
+    let now = time::OffsetDateTime::now_utc();
+    let (svid, bundle) = {
+        let ca = identity.ca.read().await;
+        let svid = ca
+            .issue_x509_svid(&csr, &node.id, NODE_SVID_TTL, now)
+            .map_err(issue_error)?;
+        (svid, ca.bundle(now))
+    };
+    engine
+        .audit(
+            &node.id.to_string(),
+            "identity.node.renew",
+            &node.id.to_string(),
+            "ok",
+            "",
+        )
+        .await?;
+    Ok(Json(svid_response(&svid, &bundle)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DenialReport {
+    /// Why the sensor refused a workload (no matching entry, attestation failed, ...).
+    reason: String,
+    /// The workload's selectors, when attestation got that far.
+    #[serde(default)]
+    selectors: Vec<String>,
+}
+
+/// `POST /v1/identity/node/denials` (node): a refused workload, for the audit log.
+pub async fn report_denial(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    ApiJson(req): ApiJson<DenialReport>,
+) -> Result<StatusCode, ApiError> {
+    let engine = state.engine()?;
+    // The detail is node-supplied text: keep it bounded and printable.
+    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).take(256).collect() };
+    if req.selectors.len() > 32 {
+        return Err(ApiError::Malformed("at most 32 selectors".into()));
+    }
+    let selectors: Vec<String> = req.selectors.iter().map(|s| clean(s)).collect();
+    engine
+        .audit(
+            &node.id.to_string(),
+            "identity.workload.denied",
+            &selectors.join(" "),
+            "denied",
+            &clean(&req.reason),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

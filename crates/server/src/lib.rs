@@ -293,12 +293,16 @@ pub async fn run_dev_with(
     let master = load_or_create_key(&data_dir.join("storage.key"))?;
     let token = load_or_create_admin_token(&data_dir.join("admin.token"))?;
     let tls_files = tls::ensure_generated(&data_dir, &[])?;
-    let tls = tls::server_config(&tls_files.cert, &tls_files.key)?;
+    let bundle = tls::TrustBundle::default();
+    let tls = tls::server_config_with_svids(&tls_files.cert, &tls_files.key, bundle.clone())?;
     let keys = StorageKeys::derive(&master);
     drop(master);
     let store = Store::open(&StoreUrl::Sqlite(data_dir.join("daas.db")), keys.clone()).await?;
-    let engine = Engine::new(store, keys, auth::sha256(token.as_bytes()));
+    let engine = Engine::new(store, keys, auth::sha256(token.as_bytes())).with_bundle(bundle);
     let state = AppState::unsealed(engine, DEFAULT_MAX_BODY_BYTES);
+    if let Ok(engine) = state.engine() {
+        engine.load_identity_in_background();
+    }
     let listener = bind(opts.listen)?;
     let bound = listener.local_addr().map_err(|source| ServerError::Io {
         path: PathBuf::from("listener"),
@@ -364,12 +368,21 @@ impl FileConfig {
         }
     }
 
-    fn tls(&self) -> Result<(Arc<rustls::ServerConfig>, PathBuf), ServerError> {
+    fn tls(
+        &self,
+        bundle: &tls::TrustBundle,
+    ) -> Result<(Arc<rustls::ServerConfig>, PathBuf), ServerError> {
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok((tls::server_config(cert, key)?, cert.clone())),
+            (Some(cert), Some(key)) => Ok((
+                tls::server_config_with_svids(cert, key, bundle.clone())?,
+                cert.clone(),
+            )),
             (None, None) => {
                 let files = tls::ensure_generated(&self.data_dir, &self.tls_names)?;
-                Ok((tls::server_config(&files.cert, &files.key)?, files.ca_cert))
+                Ok((
+                    tls::server_config_with_svids(&files.cert, &files.key, bundle.clone())?,
+                    files.ca_cert,
+                ))
             }
             _ => Err(config_err("tls_cert and tls_key go together")),
         }
@@ -434,7 +447,7 @@ pub fn operator_init(
         admin_token_sha256: hex::encode(auth::sha256(token.as_bytes())),
         share_checks: sys::encode_share_checks(&parts),
     };
-    let (_tls, cacert) = config.tls()?;
+    let (_tls, cacert) = config.tls(&tls::TrustBundle::default())?;
     let json = serde_json::to_vec_pretty(&seal).map_err(|e| config_err(e.to_string()))?;
     files::write_public(&seal_path, &json)?;
     Ok(InitOutput {
@@ -463,6 +476,7 @@ pub async fn run_config(
     })?;
     let seal: SealFile = serde_json::from_slice(&seal_text)
         .map_err(|e| config_err(format!("{}: {e}", seal_path.display())))?;
+    let bundle = tls::TrustBundle::default();
     let state = AppState::sealed(
         state::SealState {
             threshold: seal.threshold,
@@ -473,10 +487,11 @@ pub async fn run_config(
                 .map_err(config_err)?,
             pending: tokio::sync::Mutex::new(Vec::new()),
             trust_domain: config.trust_domain()?,
+            bundle: bundle.clone(),
         },
         config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
     );
-    let (tls, _cacert) = config.tls()?;
+    let (tls, _cacert) = config.tls(&bundle)?;
     let listener = bind(config.listen)?;
     tracing::info!(
         threshold = seal.threshold,

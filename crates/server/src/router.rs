@@ -40,6 +40,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/identity/entries/{id}"),
     ("POST", "/v1/identity/join-tokens"),
     ("POST", "/v1/identity/nodes/attest"),
+    ("GET", "/v1/identity/node/entries"),
+    ("POST", "/v1/identity/node/svids"),
+    ("POST", "/v1/identity/node/renew"),
+    ("POST", "/v1/identity/node/denials"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -80,6 +84,13 @@ pub fn router(state: AppState) -> Router {
             post(identity::create_join_token),
         )
         .route("/v1/identity/nodes/attest", post(identity::attest_node))
+        .route("/v1/identity/node/entries", get(identity::node_entries))
+        .route(
+            "/v1/identity/node/svids",
+            post(identity::issue_workload_svid),
+        )
+        .route("/v1/identity/node/renew", post(identity::renew_node_svid))
+        .route("/v1/identity/node/denials", post(identity::report_denial))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

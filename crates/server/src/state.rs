@@ -29,6 +29,8 @@ pub struct Engine {
     pub trust_domain: daas_identity::TrustDomain,
     /// The identity engine's CA, loaded from the store on first use.
     identity: tokio::sync::OnceCell<crate::identity::Identity>,
+    /// The CA certificates the TLS listener checks node client certificates against.
+    pub bundle: crate::tls::TrustBundle,
 }
 
 impl Engine {
@@ -42,7 +44,26 @@ impl Engine {
             auth_failures: Mutex::new(FailureBudget::new(std::time::Instant::now())),
             trust_domain: crate::identity::default_trust_domain(),
             identity: tokio::sync::OnceCell::new(),
+            bundle: crate::tls::TrustBundle::default(),
         }
+    }
+
+    /// Share `bundle` with the TLS listener (before first use).
+    #[must_use]
+    pub fn with_bundle(mut self, bundle: crate::tls::TrustBundle) -> Self {
+        self.bundle = bundle;
+        self
+    }
+
+    /// Load the identity engine now (so nodes can authenticate right after a start), logging
+    /// rather than failing: the other engines work without it.
+    pub fn load_identity_in_background(self: &Arc<Self>) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = engine.identity().await {
+                tracing::error!(error = ?e, "the identity engine could not be loaded");
+            }
+        });
     }
 
     /// The same engine for another trust domain (before first use).
@@ -118,6 +139,8 @@ pub struct SealState {
     pub pending: tokio::sync::Mutex<Vec<ShamirShare>>,
     /// The trust domain of the engine made at unseal.
     pub trust_domain: daas_identity::TrustDomain,
+    /// Shared with the TLS listener (node client certificates).
+    pub bundle: crate::tls::TrustBundle,
 }
 
 #[derive(Debug)]

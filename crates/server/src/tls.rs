@@ -1,5 +1,6 @@
 //! Listener TLS: a generated trust-domain CA and a listener certificate, or operator-provided PEMs.
 //! TLS 1.3 only, aws-lc-rs provider, hybrid post-quantum X25519MLKEM768 preferred.
+use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -85,8 +86,118 @@ pub fn ensure_generated(dir: &Path, extra_names: &[String]) -> Result<TlsFiles, 
     Ok(files)
 }
 
-/// rustls server configuration: TLS 1.3 only, ALPN h2 + http/1.1.
+/// The trust domain's current CA certificates, shared between the identity engine (which sets
+/// them when it loads or rotates the CA) and the TLS listener (which verifies node client
+/// certificates against them at handshake time).
+#[derive(Debug, Clone, Default)]
+pub struct TrustBundle(Arc<std::sync::RwLock<Vec<CertificateDer<'static>>>>);
+
+impl TrustBundle {
+    pub fn get(&self) -> Vec<CertificateDer<'static>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    pub fn set(&self, certs: Vec<CertificateDer<'static>>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = certs;
+    }
+}
+
+/// Client certificates are optional (admins and apps use bearer tokens); a client that presents
+/// one must present a valid X.509-SVID of this trust domain, else the handshake fails. Whether
+/// the SVID is a *node's* is decided per request (`identity::NodeCaller`).
+#[derive(Debug)]
+struct SvidClientVerifier {
+    bundle: TrustBundle,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for SvidClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let bundle = self.bundle.get();
+        let now = i64::try_from(now.as_secs())
+            .ok()
+            .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+            .ok_or(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ))?;
+        let chain: Vec<CertificateDer<'static>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        daas_identity::verify_x509_svid(&chain, &bundle, now)
+            .map(|_| rustls::server::danger::ClientCertVerified::assertion())
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                )
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// rustls server configuration: TLS 1.3 only, ALPN h2 + http/1.1, no client certificates.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    server_config_inner(cert, key, None)
+}
+
+/// [`server_config`] that also accepts X.509-SVIDs of the trust domain as client certificates
+/// (how sensors authenticate as nodes).
+pub fn server_config_with_svids(
+    cert: &Path,
+    key: &Path,
+    bundle: TrustBundle,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    server_config_inner(cert, key, Some(bundle))
+}
+
+fn server_config_inner(
+    cert: &Path,
+    key: &Path,
+    bundle: Option<TrustBundle>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let cert_pem = read_file(cert)?;
     let key_pem = read_file(key)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
@@ -102,12 +213,17 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .map_err(|e| ServerError::Tls(format!("reading {}: {e}", key.display())))?
         .ok_or_else(|| ServerError::Tls(format!("{} holds no private key", key.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let algorithms = provider.signature_verification_algorithms;
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
         .map_err(tls_err)?;
+    let builder = match bundle {
+        Some(bundle) => {
+            builder.with_client_cert_verifier(Arc::new(SvidClientVerifier { bundle, algorithms }))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key_der).map_err(tls_err)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -191,7 +307,7 @@ where
     S: Send + 'static,
 {
     type Stream = Guarded<RustlsAccept<S>>;
-    type Service = S;
+    type Service = tower_http::add_extension::AddExtension<S, PeerCertificates>;
     type Future = AcceptFuture<(Self::Stream, Self::Service)>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
@@ -206,10 +322,23 @@ where
         let first_bytes = self.first_bytes;
         Box::pin(async move {
             let (stream, service) = handshake.await?;
+            // What the client proved in the handshake travels with each of its requests.
+            let peer =
+                PeerCertificates(
+                    stream.get_ref().1.peer_certificates().map(|certs| {
+                        Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect())
+                    }),
+                );
+            let service = tower_http::add_extension::AddExtension::new(service, peer);
             Ok((Guarded::new(stream, permit, first_bytes), service))
         })
     }
 }
+
+/// The client certificate chain of a connection (verified as an SVID of the trust domain by the
+/// handshake), if the client presented one.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Option<Arc<Vec<CertificateDer<'static>>>>);
 
 /// An accepted connection: holds its slot under the connection cap until it is dropped, and fails
 /// reads once the first-bytes deadline passed before the HTTP version could be told.

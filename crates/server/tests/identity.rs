@@ -7,6 +7,7 @@
 mod common;
 
 use common::{TestServer, assert_error, b64, unb64};
+use daas_identity::TrustDomainCa;
 use serde_json::{Value, json};
 
 const DIGEST: &str = "unix:sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -311,5 +312,220 @@ async fn the_ca_survives_a_restart_and_its_key_is_sealed_at_rest() {
         first["authorities"], second["authorities"],
         "same CA after restart"
     );
+    s.stop().await;
+}
+
+/// PEM of a DER chain (base64url in the API) and of a PKCS#8 key, for a reqwest identity.
+fn identity_pem(chain: &Value, key: &rcgen::KeyPair) -> Vec<u8> {
+    let mut pem = daas_identity::svid::certs_to_pem(&ders(chain));
+    pem.push_str(&key.serialize_pem());
+    pem.into_bytes()
+}
+
+/// A client that authenticates with an X.509-SVID (as a sensor does) and trusts the server CA.
+fn svid_client(s: &TestServer, chain: &Value, key: &rcgen::KeyPair) -> reqwest::Client {
+    let ca = std::fs::read(&s.cacert).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .identity(reqwest::Identity::from_pem(&identity_pem(chain, key)).unwrap())
+        .https_only(true)
+        .build()
+        .unwrap()
+}
+
+async fn node_call(
+    client: &reqwest::Client,
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client.request(method.parse().unwrap(), s.url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, json)
+}
+
+#[tokio::test]
+async fn an_attested_node_gets_svids_for_its_workloads_and_nothing_else() {
+    let s = TestServer::start().await;
+    // The node joins.
+    let token = join_token(&s, json!({})).await;
+    let (node_key, node_csr) = csr();
+    let (status, joined) = attest(&s, &token, &node_csr).await;
+    assert_eq!(status, 200, "{joined}");
+    let node_id = joined["spiffe_id"].as_str().unwrap().to_owned();
+    let node = svid_client(&s, &joined["x509_svid"], &node_key);
+
+    // Entries: one for this node, one for any node, one for another node.
+    let uid = "unix:uid:1000";
+    for (id, parent) in [
+        ("spiffe://daas.local/web", node_id.as_str()),
+        ("spiffe://daas.local/shared", "spiffe://daas.local"),
+        (
+            "spiffe://daas.local/db",
+            "spiffe://daas.local/daas/node/someoneelse",
+        ),
+    ] {
+        let (status, body) = s
+            .admin(
+                "POST",
+                "/v1/identity/entries",
+                Some(json!({"spiffe_id": id, "parent_id": parent, "selectors": [DIGEST, uid]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, mine) = node_call(&node, &s, "GET", "/v1/identity/node/entries", None).await;
+    assert_eq!(status, 200, "{mine}");
+    let mut ids: Vec<&str> = mine["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["spiffe_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["spiffe://daas.local/shared", "spiffe://daas.local/web"]
+    );
+
+    // A workload SVID for matching selectors.
+    let (workload_key, workload_csr) = csr();
+    let request = |id: &str, selectors: Value| json!({"spiffe_id": id, "selectors": selectors, "csr": workload_csr.clone()});
+    let (status, issued) = node_call(
+        &node,
+        &s,
+        "POST",
+        "/v1/identity/node/svids",
+        Some(request(
+            "spiffe://daas.local/web",
+            json!([DIGEST, uid, "unix:gid:5"]),
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{issued}");
+    let verified = daas_identity::verify_x509_svid(
+        &ders(&issued["x509_svid"]),
+        &ders(&issued["bundle"]),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert_eq!(verified.to_string(), "spiffe://daas.local/web");
+
+    // Refused: wrong digest (same path, changed binary), another node's entry, unknown ID.
+    let other_digest = format!("unix:sha256:{}", "f".repeat(64));
+    for (id, selectors) in [
+        ("spiffe://daas.local/web", json!([other_digest, uid])),
+        ("spiffe://daas.local/web", json!([DIGEST, "unix:uid:0"])),
+        ("spiffe://daas.local/db", json!([DIGEST, uid])),
+        ("spiffe://daas.local/nobody", json!([DIGEST, uid])),
+    ] {
+        let (status, body) = node_call(
+            &node,
+            &s,
+            "POST",
+            "/v1/identity/node/svids",
+            Some(request(id, selectors)),
+        )
+        .await;
+        assert_error(status, &body, 403, "forbidden");
+    }
+    let denied = audit_details(&s, "identity.svid.issue").await;
+    assert_eq!(
+        denied.iter().filter(|d| d.starts_with("denied")).count(),
+        4,
+        "{denied:?}"
+    );
+
+    // A workload's SVID is not a node credential; no certificate is not one either.
+    let workload = svid_client(&s, &issued["x509_svid"], &workload_key);
+    let (status, body) = node_call(&workload, &s, "GET", "/v1/identity/node/entries", None).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let (status, body) = s.call("GET", "/v1/identity/node/entries", None, None).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let auth = audit_details(&s, "identity.node.auth").await;
+    assert!(auth.iter().any(|d| d.contains("not a node")), "{auth:?}");
+    assert!(
+        auth.iter().any(|d| d.contains("no client certificate")),
+        "{auth:?}"
+    );
+
+    // Renewal: a new key, the same node ID, and the new SVID works.
+    let (new_key, new_csr) = csr();
+    let (status, renewed) = node_call(
+        &node,
+        &s,
+        "POST",
+        "/v1/identity/node/renew",
+        Some(json!({"csr": new_csr})),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(renewed["spiffe_id"], node_id);
+    let renewed_node = svid_client(&s, &renewed["x509_svid"], &new_key);
+    let (status, _) = node_call(&renewed_node, &s, "GET", "/v1/identity/node/entries", None).await;
+    assert_eq!(status, 200);
+
+    // Denials reported by the sensor land in the audit log.
+    let (status, _) = node_call(
+        &node,
+        &s,
+        "POST",
+        "/v1/identity/node/denials",
+        Some(json!({"reason": "no registration entry matches\n", "selectors": [other_digest]})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let reports = audit_details(&s, "identity.workload.denied").await;
+    assert_eq!(reports, ["denied no registration entry matches"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_fails_the_handshake() {
+    let s = TestServer::start().await;
+    // Wait until the identity engine has published its bundle.
+    let (status, _) = s.admin("GET", "/v1/identity/bundle", None).await;
+    assert_eq!(status, 200);
+    let rogue = TrustDomainCa::new(
+        "daas.local".parse().unwrap(),
+        time::Duration::days(1),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let (key, csr_b64) = csr();
+    let svid = rogue
+        .issue_x509_svid(
+            &unb64(&csr_b64),
+            &"spiffe://daas.local/daas/node/rogue".parse().unwrap(),
+            std::time::Duration::from_secs(600),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let chain = Value::Array(
+        svid.chain()
+            .iter()
+            .map(|c| Value::String(b64(c.as_ref())))
+            .collect(),
+    );
+    let client = svid_client(&s, &chain, &key);
+    let result = client.get(s.url("/v1/identity/node/entries")).send().await;
+    assert!(
+        result.is_err(),
+        "a forged node certificate must not complete the handshake"
+    );
+    // Bearer-token clients are unaffected.
+    let (status, _) = s.admin("GET", "/v1/identity/entries", None).await;
+    assert_eq!(status, 200);
     s.stop().await;
 }
