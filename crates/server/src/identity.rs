@@ -205,6 +205,16 @@ impl EntryView {
     }
 }
 
+fn parse_selectors(texts: &[String]) -> Result<Vec<Selector>, ApiError> {
+    texts
+        .iter()
+        .map(|s| {
+            s.parse::<Selector>()
+                .map_err(|e| ApiError::Malformed(format!("selector: {e}")))
+        })
+        .collect()
+}
+
 fn parse_id(field: &'static str, text: &str) -> Result<SpiffeId, ApiError> {
     text.parse::<SpiffeId>()
         .map_err(|e| ApiError::Malformed(format!("{field}: {e}")))
@@ -227,14 +237,7 @@ pub async fn create_entry(
             identity.trust_domain
         )));
     }
-    let selectors = req
-        .selectors
-        .iter()
-        .map(|s| {
-            s.parse::<Selector>()
-                .map_err(|e| ApiError::Malformed(format!("selector: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let selectors = parse_selectors(&req.selectors)?;
     let mut new = NewEntry::new(spiffe_id, parent_id, selectors);
     new.x509_ttl = req.x509_ttl_secs.map(Duration::from_secs);
     new.roles = req.roles;
@@ -638,14 +641,7 @@ pub async fn issue_workload_svid(
     let engine = state.engine()?;
     let identity = engine.identity().await?;
     let requested = parse_id("spiffe_id", &req.spiffe_id)?;
-    let selectors = req
-        .selectors
-        .iter()
-        .map(|s| {
-            s.parse::<Selector>()
-                .map_err(|e| ApiError::Malformed(format!("selector: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let selectors = parse_selectors(&req.selectors)?;
     let csr = crate::extract::b64u_secret("csr", &req.csr)?;
     let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
         .await?

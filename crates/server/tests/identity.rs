@@ -340,19 +340,7 @@ async fn node_call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = client.request(method.parse().unwrap(), s.url(path));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, json)
+    s.call_with(client, method, path, None, body).await
 }
 
 #[tokio::test]

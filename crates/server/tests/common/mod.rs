@@ -100,7 +100,20 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
+        self.call_with(&self.client, method, path, token, body)
+            .await
+    }
+
+    /// [`Self::call`] through another client (one with a TLS client certificate, say).
+    pub async fn call_with(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = client.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
