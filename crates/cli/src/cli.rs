@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// daas: split-key encryption and secrets.
+/// daas: split-key encryption, secrets and workload identity.
 ///
 /// Client commands read DAAS_ADDR, DAAS_TOKEN and DAAS_CACERT (printed by `daas server --dev`).
 #[derive(Debug, Parser)]
@@ -41,6 +41,11 @@ pub enum Command {
     /// Registration entries: which workloads get which SPIFFE ID (admin)
     #[command(subcommand)]
     Entry(EntryCmd),
+    /// Run the node agent: join the trust domain and serve the SPIFFE Workload API
+    Sensor(SensorArgs),
+    /// This process's own workload identity
+    #[command(subcommand)]
+    Identity(IdentityCmd),
     /// Load benchmarks
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -89,6 +94,49 @@ pub enum EntryCmd {
     Delete {
         /// The entry id (from `daas entry list`)
         id: String,
+    },
+}
+
+/// Environment variable that may carry the join token instead of `--join-token` (argv is
+/// visible to every local user in `ps`).
+pub const JOIN_TOKEN_ENV: &str = "DAAS_JOIN_TOKEN";
+
+#[derive(Debug, Args)]
+pub struct SensorArgs {
+    /// The daas server (host:port); its CA certificate is read from DAAS_CACERT
+    #[arg(long, value_name = "ADDR", env = "DAAS_ADDR", hide_env_values = true)]
+    pub server: String,
+    /// One-time join token from `daas node token create` (or DAAS_JOIN_TOKEN); not needed when
+    /// the data directory already holds a valid node identity
+    #[arg(long, value_name = "TOKEN", env = JOIN_TOKEN_ENV, hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Unix socket to serve the Workload API on
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Directory for the node identity (created 0700; nothing else is written there)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Also keep one identity as PEM files in this directory (svid.pem, svid_key.pem, bundle.pem)
+    #[arg(long, value_name = "DIR", requires = "pem_id")]
+    pub pem_dir: Option<PathBuf>,
+    /// The SPIFFE ID whose SVID goes to --pem-dir
+    #[arg(long, value_name = "SPIFFE-ID", requires = "pem_dir")]
+    pub pem_id: Option<String>,
+    /// How often registration entries are re-read from the server
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub sync_interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCmd {
+    /// Fetch this process's X.509-SVID from a sensor's Workload API; prints its SPIFFE ID
+    Fetch {
+        /// The sensor's Workload API socket
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Write svid.pem, svid_key.pem (0600) and bundle.pem into this directory
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 

@@ -22,8 +22,8 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{
-    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, NodeCmd,
-    NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, ServerArgs, ShareArgs,
+    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, IdentityCmd,
+    NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs, ShareArgs,
 };
 
 fn main() -> ExitCode {
@@ -34,7 +34,10 @@ fn main() -> ExitCode {
     if let Some(e) = missing_share(&cli.command, std::env::var_os(SHARE_ENV).as_deref()) {
         return clap_error(&e);
     }
-    init_tracing(matches!(cli.command, Command::Server(_)));
+    init_tracing(matches!(
+        cli.command,
+        Command::Server(_) | Command::Sensor(_)
+    ));
     // The load generator runs on one thread (as wrk does): on a small machine shared with the
     // server under test, a second busy thread only takes CPU from the server and adds wake-ups.
     let mut builder = if matches!(cli.command, Command::Bench(_)) {
@@ -283,6 +286,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             io::write_stdout(format!("{}\n", token.token.expose()).as_bytes())?;
         }
         Command::Entry(cmd) => entry(cmd).await?,
+        Command::Sensor(args) => sensor(args).await?,
+        Command::Identity(IdentityCmd::Fetch { socket, out }) => {
+            identity_fetch(&socket, out.as_deref()).await?;
+        }
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -372,6 +379,81 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+// ---------------------------------------------------------------- sensor
+
+async fn sensor(args: SensorArgs) -> Result<()> {
+    let shutdown = shutdown_signal()?;
+    let cacert = std::env::var_os("DAAS_CACERT")
+        .context("DAAS_CACERT must name the server's CA certificate (PEM)")?;
+    let server_ca_pem = std::fs::read(&cacert)
+        .with_context(|| format!("cannot read {}", Path::new(&cacert).display()))?;
+    let pem_output = match (args.pem_dir, args.pem_id) {
+        (Some(dir), Some(id)) => {
+            let id: daas_identity::SpiffeId = id.parse().context("--pem-id is not a SPIFFE ID")?;
+            Some(
+                daas_sensor::pem_dir::PemOutput::new(dir.clone(), id.to_string())
+                    .with_context(|| format!("--pem-dir {}", dir.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let join_token = args.join_token.map(Zeroizing::new);
+    let config = daas_sensor::AgentConfig {
+        server_addr: args.server,
+        server_ca_pem,
+        data_dir: args.data_dir,
+        sync_interval: args.sync_interval,
+    };
+    let agent = daas_sensor::Agent::start(
+        config,
+        join_token.as_deref().map(String::as_str),
+        pem_output,
+    )
+    .await?;
+    drop(join_token);
+    io::write_stdout(format!("{}\n", agent.node_id()).as_bytes())?;
+    // The first sync before listening: a workload that connects at once finds its SVID.
+    agent.sync_once().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let background = tokio::spawn(std::sync::Arc::clone(&agent).run(stopped(stop_rx.clone())));
+    let api = daas_sensor::workload_api::WorkloadApi::new(
+        std::sync::Arc::clone(&agent),
+        std::sync::Arc::new(daas_identity::attest::Attestor::new()),
+    );
+    let served = daas_sensor::workload_api::serve(&args.socket, api, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    let _ = background.await;
+    served?;
+    Ok(())
+}
+
+async fn identity_fetch(socket: &Path, out: Option<&Path>) -> Result<()> {
+    let svid = daas_sensor::workload_client::fetch_x509_svid(socket).await?;
+    if let Some(dir) = out {
+        // Created private: the directory receives a private key.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        daas_sensor::pem_dir::PemOutput::new(dir.to_path_buf(), svid.spiffe_id.to_string())
+            .and_then(|output| {
+                output.write(Some(daas_sensor::pem_dir::PemIdentity {
+                    chain: &svid.chain,
+                    key_pkcs8: &svid.key_pkcs8,
+                    bundle: &svid.bundle,
+                }))
+            })
+            .with_context(|| format!("cannot write the SVID to {}", dir.display()))?;
+    }
+    io::write_stdout(format!("{}\n", svid.spiffe_id).as_bytes())?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- operator

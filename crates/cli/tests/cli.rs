@@ -44,6 +44,11 @@ fn help_snapshots() {
         "daas-entry-create--help.txt",
         &["entry", "create", "--help"],
     );
+    check_snapshot("daas-sensor--help.txt", &["sensor", "--help"]);
+    check_snapshot(
+        "daas-identity-fetch--help.txt",
+        &["identity", "fetch", "--help"],
+    );
 }
 
 #[test]

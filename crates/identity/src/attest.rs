@@ -67,6 +67,29 @@ impl WorkloadFacts {
     pub fn binary_sha256_hex(&self) -> String {
         hex::encode(self.binary_sha256)
     }
+
+    /// The selectors these facts exhibit, for matching registration entries. A path or cgroup
+    /// that is not a valid selector value (not UTF-8, a deleted binary's suffix, too long) is
+    /// left out: an entry that requires it then does not match, which fails closed.
+    pub fn selectors(&self) -> Vec<crate::Selector> {
+        use crate::Selector;
+        let mut selectors = vec![
+            Selector::UnixSha256(self.binary_sha256),
+            Selector::UnixUid(self.uid),
+            Selector::UnixGid(self.gid),
+        ];
+        if let Some(path) = self.binary_path.to_str()
+            && let Ok(selector) = Selector::unix_path(path)
+        {
+            selectors.push(selector);
+        }
+        if let Some(cgroup) = &self.cgroup
+            && let Ok(selector) = Selector::cgroup(cgroup)
+        {
+            selectors.push(selector);
+        }
+        selectors
+    }
 }
 
 /// Why a process could not be attested. The caller gets no identity in every case; the
@@ -363,6 +386,33 @@ fn io(path: &Path, source: std::io::Error) -> AttestError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn facts_become_selectors_and_invalid_paths_are_left_out() {
+        let mut facts = WorkloadFacts {
+            pid: 1,
+            uid: 1000,
+            gid: 100,
+            binary_sha256: [0xab; 32],
+            binary_path: PathBuf::from("/usr/bin/app"),
+            cgroup: Some("/system.slice/app.service".to_owned()),
+        };
+        let text: Vec<String> = facts.selectors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                format!("unix:sha256:{}", "ab".repeat(32)),
+                "unix:uid:1000".to_owned(),
+                "unix:gid:100".to_owned(),
+                "unix:path:/usr/bin/app".to_owned(),
+                "cgroup:/system.slice/app.service".to_owned(),
+            ]
+        );
+        // A relative or control-character path matches no path selector: it is left out.
+        facts.binary_path = PathBuf::from("relative/app");
+        facts.cgroup = None;
+        assert_eq!(facts.selectors().len(), 3);
+    }
     use super::*;
     use std::process::{Command, Stdio};
 

@@ -66,6 +66,26 @@ impl X509Svid {
     }
 }
 
+/// Split concatenated DER certificates (the Workload API's encoding of chains and bundles).
+/// Each must parse as an X.509 certificate; at most `max` of them.
+pub fn split_der_certificates(
+    mut bytes: &[u8],
+    max: usize,
+) -> Result<Vec<CertificateDer<'static>>, PeerError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if out.len() == max {
+            return Err(PeerError::NotSvid("too many certificates"));
+        }
+        let (rest, _) = x509_parser::parse_x509_certificate(bytes)
+            .map_err(|_| PeerError::MalformedCertificate)?;
+        let used = bytes.len() - rest.len();
+        out.push(CertificateDer::from(bytes[..used].to_vec()));
+        bytes = rest;
+    }
+    Ok(out)
+}
+
 /// Concatenated PEM `CERTIFICATE` blocks (RFC 7468, 64-column base64).
 pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
     let mut out = String::new();

@@ -1,7 +1,13 @@
 //! The daas sensor: the node agent that serves the SPIFFE Workload API to attested local
-//! workloads (DESIGN.md §4, §8). Today: the Workload API server (`workload_api`); node
-//! attestation, the server-backed SVID cache with rotation and the PEM directory come next
-//! (docs/identity.md).
+//! workloads (DESIGN.md §4, §8).
+//!
+//! - [`agent`]: joins the trust domain with a one-time token, keeps the node SVID renewed,
+//!   pre-fetches and rotates workload SVIDs, and is the [`workload_api::IdentitySource`];
+//! - [`workload_api`]: the gRPC Workload API on a Unix socket, attesting every caller;
+//! - [`server_client`]: the HTTPS calls to the daas server (node mTLS);
+//! - [`node_store`]: the node identity in the data directory;
+//! - [`pem_dir`]: one identity as PEM files for apps without gRPC;
+//! - [`workload_client`]: a minimal Workload API client (`daas identity fetch`).
 
 /// Generated from `proto/workload.proto` (the public SPIFFE Workload API definition).
 pub mod pb {
@@ -14,4 +20,11 @@ pub mod pb {
     tonic::include_proto!("_");
 }
 
+pub mod agent;
+pub mod node_store;
+pub mod pem_dir;
+pub mod server_client;
 pub mod workload_api;
+pub mod workload_client;
+
+pub use agent::{Agent, AgentConfig, AgentError};

@@ -255,20 +255,7 @@ async fn a_registered_binary_gets_an_svid_and_a_byte_different_copy_is_denied() 
 async fn raw_client(
     socket: &Path,
 ) -> pb::spiffe_workload_api_client::SpiffeWorkloadApiClient<tonic::transport::Channel> {
-    let socket = socket.to_owned();
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    pb::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
+    daas_sensor::workload_client::connect(socket).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
