@@ -89,16 +89,16 @@ pub async fn safe(args: BenchArgs) -> Result<()> {
     crate::io::write_stdout(render_table(&rows).as_bytes())
 }
 
-struct Row {
-    target: &'static str,
-    op: &'static str,
-    connections: u32,
-    ops_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Row {
+    pub(crate) target: &'static str,
+    pub(crate) op: &'static str,
+    pub(crate) connections: u32,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
-fn render_table(rows: &[Row]) -> String {
+pub(crate) fn render_table(rows: &[Row]) -> String {
     let mut out = format!(
         "{:<12} {:<8} {:>11} {:>12} {:>10} {:>10}\n",
         "target", "op", "connections", "ops/s", "p50 (ms)", "p99 (ms)"
@@ -205,7 +205,7 @@ async fn run_once(
     })
 }
 
-fn progress_bar(label: &str, connections: u32, duration: Duration) -> ProgressBar {
+pub(crate) fn progress_bar(label: &str, connections: u32, duration: Duration) -> ProgressBar {
     let len = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("{prefix} [{bar:40}] {elapsed_precise} {msg}")
@@ -216,12 +216,12 @@ fn progress_bar(label: &str, connections: u32, duration: Duration) -> ProgressBa
     bar
 }
 
-fn histogram() -> Result<Histogram<u64>> {
+pub(crate) fn histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3)
         .map_err(|e| anyhow!("cannot create a latency histogram: {e:?}"))
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -506,7 +506,7 @@ fn openbao_client() -> Result<reqwest::Client> {
         .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))
 }
 
-fn bao_token(token: &SecretString) -> Result<HeaderValue> {
+pub(crate) fn bao_token(token: &SecretString) -> Result<HeaderValue> {
     let mut v = HeaderValue::from_str(token.expose().trim())
         .map_err(|_| anyhow!("the OpenBao token contains invalid characters"))?;
     v.set_sensitive(true);
@@ -514,7 +514,7 @@ fn bao_token(token: &SecretString) -> Result<HeaderValue> {
 }
 
 /// `--openbao-addr`: http (OpenBao dev servers are plain HTTP) or https; origin only.
-fn openbao_base(addr: &str) -> Result<String> {
+pub(crate) fn openbao_base(addr: &str) -> Result<String> {
     let url = reqwest::Url::parse(addr.trim())
         .map_err(|e| anyhow!("invalid --openbao-addr {addr:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -524,7 +524,7 @@ fn openbao_base(addr: &str) -> Result<String> {
 }
 
 /// Accept a 2xx, or an error whose message contains one of `tolerated`.
-async fn bao_ok(resp: reqwest::Response, tolerated: &[&str]) -> Result<()> {
+pub(crate) async fn bao_ok(resp: reqwest::Response, tolerated: &[&str]) -> Result<()> {
     let status = resp.status();
     if status.is_success() {
         return Ok(());

@@ -288,6 +288,28 @@ pub enum AuditCmd {
 pub enum BenchCmd {
     /// Encrypt/decrypt load over HTTPS keep-alive connections
     Safe(BenchArgs),
+    /// X.509-SVID issuance load, as sensors request it (or OpenBao PKI signing the same CSR)
+    Svid(BenchSvidArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSvidArgs {
+    /// Concurrent connections (one worker each); one run per value
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,16",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: Vec<u32>,
+    /// Duration of each run (e.g. 10s, 500ms, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// System under test (daas: admin credentials from DAAS_ADDR, DAAS_TOKEN, DAAS_CACERT)
+    #[arg(long, value_enum, default_value_t = BenchTarget::Daas)]
+    pub target: BenchTarget,
+    /// OpenBao address (plain HTTP for a dev server)
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8200")]
+    pub openbao_addr: String,
+    /// OpenBao token (or BAO_TOKEN)
+    #[arg(long, value_name = "TOKEN", env = "BAO_TOKEN", hide_env_values = true)]
+    pub openbao_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,7 @@
 )]
 
 mod bench;
+mod bench_svid;
 mod cli;
 mod io;
 
@@ -291,6 +292,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             identity_fetch(&socket, out.as_deref()).await?;
         }
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
+        Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

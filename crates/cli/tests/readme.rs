@@ -9,19 +9,21 @@ mod support;
 
 use std::process::Command;
 
-fn tour() -> String {
+/// The shell block between `<!-- NAME:start -->` and `<!-- NAME:end -->` in the README.
+fn marked_block(name: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme.find("<!-- tour:start -->").unwrap();
-    let end = readme.find("<!-- tour:end -->").unwrap();
+    let start = readme.find(&format!("<!-- {name}:start -->")).unwrap();
+    let end = readme.find(&format!("<!-- {name}:end -->")).unwrap();
     let block = &readme[start..end];
     let code_start = block.find("```sh\n").unwrap() + "```sh\n".len();
     let code_end = block.rfind("```").unwrap();
     block[code_start..code_end].to_owned()
 }
 
-#[test]
-fn readme_tour_runs_verbatim() {
+/// Run the README block `name` under `bash -euo pipefail` beside a real dev server whose data
+/// directory is `daas-data`, with the freshly built `daas` first on PATH.
+fn run_block(name: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, _conn) = support::start(&dir.path().join("daas-data"));
     let bin_dir = std::path::Path::new(support::BIN).parent().unwrap();
@@ -34,22 +36,29 @@ fn readme_tour_runs_verbatim() {
         .arg("-euo")
         .arg("pipefail")
         .arg("-c")
-        .arg(tour())
+        .arg(marked_block(name))
         .current_dir(dir.path())
         .env("PATH", path)
         .env_remove("DAAS_ADDR")
         .env_remove("DAAS_TOKEN")
         .env_remove("DAAS_CACERT")
+        .env_remove("DAAS_JOIN_TOKEN")
         .output()
         .unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "the tour failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "the {name} block failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+#[test]
+fn readme_tour_runs_verbatim() {
+    let (stdout, stderr) = run_block("tour");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "attack at dawn");
     assert_eq!(lines[1], "end to end");
@@ -61,4 +70,22 @@ fn readme_tour_runs_verbatim() {
         "audit verify: {stdout}"
     );
     assert!(stderr.is_empty(), "the tour printed errors: {stderr}");
+}
+
+#[test]
+fn readme_identity_tour_runs_verbatim() {
+    let (stdout, stderr) = run_block("identity-tour");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("spiffe://daas.local/daas/node/"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], "spiffe://daas.local/demo", "{stdout}");
+    assert_eq!(&lines[2..5], ["bundle.pem", "svid.pem", "svid_key.pem"]);
+    assert_eq!(
+        lines[5],
+        "error: no identity issued to this process (is a registration entry for its binary in place?)"
+    );
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(stderr.is_empty(), "the identity tour printed errors: {stderr}");
 }

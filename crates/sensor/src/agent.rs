@@ -131,7 +131,7 @@ struct Denial {
 
 /// A fresh P-256 key and a CSR for it (the CA ignores the CSR's names; it signs the SPIFFE ID
 /// the server decides).
-fn key_and_csr() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
+pub fn key_and_csr() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
     let key =
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())

@@ -73,7 +73,7 @@ impl NodeIdentity {
 }
 
 /// PEM armour (RFC 7468) of `der`.
-pub(crate) fn pem_block(label: &str, der: &[u8]) -> Zeroizing<String> {
+pub fn pem_block(label: &str, der: &[u8]) -> Zeroizing<String> {
     use base64::engine::general_purpose::STANDARD;
     let body = Zeroizing::new(STANDARD.encode(der));
     let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
