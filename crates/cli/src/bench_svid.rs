@@ -32,29 +32,28 @@ struct Request {
 }
 
 pub async fn svid(args: BenchSvidArgs) -> Result<()> {
-    let (label, request, make_client): (&str, Request, ClientFactory) =
-        match args.target {
-            BenchTarget::Daas => {
-                let (request, make) = daas_setup().await?;
-                ("daas", request, make)
-            }
-            BenchTarget::Openbao => {
-                let token = args
-                    .openbao_token
-                    .clone()
-                    .filter(|t| !t.trim().is_empty())
-                    .ok_or_else(|| {
-                        anyhow!("--openbao-token (or BAO_TOKEN) is required for --target openbao")
-                    })?;
-                let request = openbao_setup(&args.openbao_addr, &SecretString::new(token)).await?;
-                let make = Box::new(|| {
-                    plain_builder()
-                        .build()
-                        .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))
-                });
-                ("openbao", request, make as ClientFactory)
-            }
-        };
+    let (label, request, make_client): (&str, Request, ClientFactory) = match args.target {
+        BenchTarget::Daas => {
+            let (request, make) = daas_setup().await?;
+            ("daas", request, make)
+        }
+        BenchTarget::Openbao => {
+            let token = args
+                .openbao_token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| {
+                    anyhow!("--openbao-token (or BAO_TOKEN) is required for --target openbao")
+                })?;
+            let request = openbao_setup(&args.openbao_addr, &SecretString::new(token)).await?;
+            let make = Box::new(|| {
+                plain_builder()
+                    .build()
+                    .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))
+            });
+            ("openbao", request, make as ClientFactory)
+        }
+    };
     let mut rows = Vec::new();
     for &connections in &args.connections {
         let clients = (0..connections)
@@ -95,12 +94,14 @@ async fn daas_setup() -> Result<(Request, ClientFactory)> {
     let ca_pem = std::fs::read(&ca_path).context("cannot read DAAS_CACERT")?;
     let token = admin.join_token_create(None).await?;
     let anonymous = daas_sensor::server_client::ServerClient::anonymous(admin.addr(), &ca_pem)?;
-    let (node_key, node_csr) = daas_sensor::agent::key_and_csr().map_err(|e| anyhow!(e))?;
-    let issued = anonymous.attest(token.token.expose(), &node_csr).await?;
+    let node_key = daas_sensor::agent::new_key().map_err(|e| anyhow!(e))?;
+    let issued = anonymous
+        .attest(token.token.expose(), &node_key.csr_der)
+        .await?;
     let node = daas_sensor::node_store::NodeIdentity {
         spiffe_id: issued.spiffe_id.parse()?,
         chain: issued.chain,
-        key_pkcs8: node_key,
+        key_pkcs8: node_key.pkcs8,
         bundle: issued.bundle,
         expires_at: time::OffsetDateTime::now_utc(),
     };
@@ -122,7 +123,9 @@ async fn daas_setup() -> Result<(Request, ClientFactory)> {
             return Err(e.into());
         }
     }
-    let (_key, csr) = daas_sensor::agent::key_and_csr().map_err(|e| anyhow!(e))?;
+    let csr = daas_sensor::agent::new_key()
+        .map_err(|e| anyhow!(e))?
+        .csr_der;
     let body = serde_json::to_vec(&serde_json::json!({
         "spiffe_id": BENCH_ID,
         "selectors": selectors,
@@ -192,7 +195,9 @@ async fn openbao_setup(addr: &str, token: &SecretString) -> Result<Request> {
             .await
             .with_context(|| format!("setting up {path}"))?;
     }
-    let (_key, csr) = daas_sensor::agent::key_and_csr().map_err(|e| anyhow!(e))?;
+    let csr = daas_sensor::agent::new_key()
+        .map_err(|e| anyhow!(e))?
+        .csr_der;
     let csr_pem = daas_sensor::node_store::pem_block("CERTIFICATE REQUEST", &csr);
     let body = serde_json::to_vec(&serde_json::json!({
         "csr": csr_pem.as_str(),
@@ -216,7 +221,10 @@ async fn issue(client: &reqwest::Client, request: &Request) -> Result<()> {
     if let Some(token) = &request.bao_token {
         rb = rb.header("X-Vault-Token", token.clone());
     }
-    let resp = rb.send().await.map_err(|e| anyhow!("request failed: {e}"))?;
+    let resp = rb
+        .send()
+        .await
+        .map_err(|e| anyhow!("request failed: {e}"))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| anyhow!("reading: {e}"))?;
     if status != reqwest::StatusCode::OK {

@@ -101,13 +101,13 @@ pub enum EntryCmd {
 /// visible to every local user in `ps`).
 pub const JOIN_TOKEN_ENV: &str = "DAAS_JOIN_TOKEN";
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct SensorArgs {
     /// The daas server (host:port); its CA certificate is read from DAAS_CACERT
     #[arg(long, value_name = "ADDR", env = "DAAS_ADDR", hide_env_values = true)]
     pub server: String,
-    /// One-time join token from `daas node token create` (or DAAS_JOIN_TOKEN); not needed when
-    /// the data directory already holds a valid node identity
+    /// One-time join token from `daas node token create`; prefer DAAS_JOIN_TOKEN (other users
+    /// can read a command line). Not needed when the data directory holds a valid node identity
     #[arg(long, value_name = "TOKEN", env = JOIN_TOKEN_ENV, hide_env_values = true)]
     pub join_token: Option<String>,
     /// Unix socket to serve the Workload API on
@@ -125,6 +125,23 @@ pub struct SensorArgs {
     /// How often registration entries are re-read from the server
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub sync_interval: Duration,
+}
+
+impl std::fmt::Debug for SensorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SensorArgs")
+            .field("server", &self.server)
+            .field(
+                "join_token",
+                &self.join_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("socket", &self.socket)
+            .field("data_dir", &self.data_dir)
+            .field("pem_dir", &self.pem_dir)
+            .field("pem_id", &self.pem_id)
+            .field("sync_interval", &self.sync_interval)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -417,24 +417,31 @@ async fn sensor(args: SensorArgs) -> Result<()> {
     drop(join_token);
     io::write_stdout(format!("{}\n", agent.node_id()).as_bytes())?;
     // The first sync before listening: a workload that connects at once finds its SVID.
-    agent.sync_once().await;
+    agent.sync().await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let background = tokio::spawn(std::sync::Arc::clone(&agent).run(stopped(stop_rx.clone())));
     let api = daas_sensor::workload_api::WorkloadApi::new(
         std::sync::Arc::clone(&agent),
         std::sync::Arc::new(daas_identity::attest::Attestor::new()),
     );
-    let served = daas_sensor::workload_api::serve(&args.socket, api, async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    })
-    .await;
-    let _ = background.await;
-    served?;
-    Ok(())
+    let serving = daas_sensor::workload_api::serve(&args.socket, api, stopped(stop_rx.clone()));
+    let syncing = std::sync::Arc::clone(&agent).run(stopped(stop_rx));
+    tokio::pin!(serving, syncing);
+    // Until a signal, the server failing, or the agent losing the node's identity (evicted,
+    // node SVID expired): then both stop and the exit code says what happened.
+    let (outcome, still_serving): (Result<()>, bool) = tokio::select! {
+        () = shutdown => (Ok(()), true),
+        served = &mut serving => (served.map_err(Into::into), false),
+        synced = &mut syncing => (synced.map_err(Into::into), true),
+    };
+    let _ = stop_tx.send(true);
+    if still_serving {
+        // Let open streams end (the agent already failed them if it lost the identity).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut serving).await;
+    }
+    outcome
 }
 
 async fn identity_fetch(socket: &Path, out: Option<&Path>) -> Result<()> {

@@ -87,5 +87,8 @@ fn readme_identity_tour_runs_verbatim() {
         "error: no identity issued to this process (is a registration entry for its binary in place?)"
     );
     assert_eq!(lines.len(), 6, "{stdout}");
-    assert!(stderr.is_empty(), "the identity tour printed errors: {stderr}");
+    assert!(
+        stderr.is_empty(),
+        "the identity tour printed errors: {stderr}"
+    );
 }

@@ -66,6 +66,22 @@ impl X509Svid {
     }
 }
 
+/// The leaf's SubjectPublicKeyInfo (DER) and NotAfter, for a node checking that an SVID it
+/// received certifies the key it generated and when it really expires. Call after
+/// [`verify_x509_svid`]: this parses, it does not verify.
+pub fn leaf_key_and_expiry(
+    leaf: &CertificateDer<'_>,
+) -> Result<(Vec<u8>, OffsetDateTime), PeerError> {
+    let (rest, cert) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|_| PeerError::MalformedCertificate)?;
+    if !rest.is_empty() {
+        return Err(PeerError::MalformedCertificate);
+    }
+    let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+        .map_err(|_| PeerError::MalformedCertificate)?;
+    Ok((cert.public_key().raw.to_vec(), not_after))
+}
+
 /// Split concatenated DER certificates (the Workload API's encoding of chains and bundles).
 /// Each must parse as an X.509 certificate; at most `max` of them.
 pub fn split_der_certificates(

@@ -5,9 +5,17 @@
 //! Failure behaviour (docs/identity.md):
 //! - server unreachable: the cache keeps serving SVIDs until each expires; an expired SVID is
 //!   never served — a workload whose entries have no valid SVID gets `Unavailable` (fail
-//!   closed), and open streams receive that error and end;
+//!   closed), and open streams receive that error and end. Retries back off exponentially;
+//! - the server no longer accepts the node (401: the node was evicted) or the node SVID expired:
+//!   every cached SVID is dropped at once and [`Agent::run`] returns the error (the node must
+//!   join again with a new token);
 //! - sensor restart: the node identity is reloaded from the data directory (the only thing
 //!   written there); workload keys live in memory only, so workloads re-fetch new SVIDs.
+//!
+//! Nothing the server returns is taken on trust beyond the TLS connection: every SVID must
+//! verify against its bundle, name the expected ID in this node's trust domain, certify the key
+//! this sensor generated, and come with a bundle that shares a CA with the one already held (so
+//! a rotation is accepted but a wholesale replacement of the trust anchors is not).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -24,11 +32,17 @@ use crate::node_store::{NodeIdentity, NodeStore, NodeStoreError};
 use crate::server_client::{IssuedSvid, NodeEntry, ServerClient, ServerError};
 use crate::workload_api::{IdentitySource, SourceError, X509SvidWithKey};
 
-/// Denial reports waiting to be sent; beyond this they are dropped (and counted in the log)
-/// rather than letting a misbehaving local process grow the sensor's memory.
+/// Denial reports waiting to be coalesced; beyond this they are dropped (and counted in the
+/// log) rather than letting a misbehaving local process grow the sensor's memory.
 const DENIAL_QUEUE: usize = 64;
+/// Denials are coalesced per (reason, selectors) and sent at most this often...
+const DENIAL_FLUSH: Duration = Duration::from_secs(1);
+/// ...at most this many distinct reports per flush (the rest are counted in the log).
+const DENIAL_REPORTS_PER_FLUSH: usize = 16;
 /// Renew the node SVID and rotate workload SVIDs once this fraction of their life is gone.
 const ROTATE_AT_FRACTION: f64 = 0.5;
+/// First retry after a failed sync; doubled per failure up to the sync interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// How the agent reaches its server.
 #[derive(Clone)]
@@ -53,7 +67,7 @@ impl std::fmt::Debug for AgentConfig {
     }
 }
 
-/// Why the agent could not start.
+/// Why the agent could not start, or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -61,7 +75,7 @@ pub enum AgentError {
     #[error("joining the trust domain failed: {0}")]
     Join(#[source] ServerError),
     #[error(
-        "no usable node identity in {dir} and no join token: create one with `daas node token create` and pass --join-token"
+        "no usable node identity in {dir} and no join token: create one with `daas node token create` and pass it in DAAS_JOIN_TOKEN"
     )]
     NeedJoinToken { dir: String },
     #[error("the server returned an invalid node SVID: {0}")]
@@ -70,6 +84,17 @@ pub enum AgentError {
     Config(#[source] ServerError),
     #[error("cannot generate a key: {0}")]
     Key(String),
+    /// The server refuses this node's SVID (the node was removed): all identities were dropped.
+    #[error(
+        "the server no longer accepts this node ({0}); its identities were dropped — join again with a new token"
+    )]
+    Evicted(String),
+    /// The node SVID expired before it could be renewed (the server was unreachable for half
+    /// its lifetime): all identities were dropped.
+    #[error(
+        "the node SVID expired before it could be renewed; its identities were dropped — join again with a new token"
+    )]
+    NodeExpired,
 }
 
 /// A workload SVID held in memory with its key.
@@ -98,8 +123,13 @@ struct State {
     client: ServerClient,
     bundle: Vec<CertificateDer<'static>>,
     entries: Vec<CachedEntry>,
-    /// Whether the last call to the server failed (to log transitions, not every retry).
-    server_down: bool,
+    /// Whether the entries were read from the server at least once since start: before that,
+    /// "no matching entry" is not known, so callers are told to retry rather than refused.
+    synced: bool,
+    /// Consecutive failed syncs (for the retry back-off and to log transitions only).
+    failures: u32,
+    /// The PEM directory must be (re)written: at start, after a change, after a failed write.
+    pem_dirty: bool,
 }
 
 /// The sensor's identity cache; implements [`IdentitySource`] for the Workload API.
@@ -123,54 +153,115 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Denial {
     reason: String,
     selectors: Vec<String>,
 }
 
+/// A fresh key: PKCS#8 (secret), a CSR for it, and its SubjectPublicKeyInfo (to check that
+/// what comes back certifies this key).
+pub struct NewKey {
+    pub pkcs8: Zeroizing<Vec<u8>>,
+    pub csr_der: Vec<u8>,
+    pub spki_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey").finish_non_exhaustive()
+    }
+}
+
 /// A fresh P-256 key and a CSR for it (the CA ignores the CSR's names; it signs the SPIFFE ID
 /// the server decides).
-pub fn key_and_csr() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
+pub fn new_key() -> Result<NewKey, String> {
     let key =
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|params| params.serialize_request(&key))
         .map_err(|e| e.to_string())?;
-    Ok((Zeroizing::new(key.serialize_der()), csr.der().to_vec()))
+    Ok(NewKey {
+        pkcs8: Zeroizing::new(key.serialize_der()),
+        csr_der: csr.der().to_vec(),
+        spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+    })
 }
 
 fn rotate_after(issued_at: OffsetDateTime, expires_at: OffsetDateTime) -> OffsetDateTime {
     issued_at + (expires_at - issued_at) * ROTATE_AT_FRACTION
 }
 
-fn ms_to_time(ms: i64) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|_| format!("expiry {ms} is out of range"))
+/// What an SVID answer must satisfy before the sensor uses it.
+struct Expect<'a> {
+    /// The SPIFFE ID asked for (`None` when joining: the server names the node).
+    spiffe_id: Option<&'a SpiffeId>,
+    /// The trust domain it must belong to (`None` when joining: the first bundle is trusted
+    /// on the strength of the join token and the pinned server CA).
+    trust_domain: Option<&'a daas_identity::TrustDomain>,
+    /// The key generated for it.
+    spki_der: &'a [u8],
+    /// The bundle held now: the new one must share a CA with it.
+    current_bundle: Option<&'a [CertificateDer<'static>]>,
 }
 
-/// The node's identity as the server issued it, checked: the chain verifies against the bundle
-/// that came with it and names a node of that trust domain.
-fn node_identity_from(
+/// A checked SVID: its proven ID, chain, bundle and the leaf's real expiry.
+struct CheckedSvid {
+    spiffe_id: SpiffeId,
+    chain: Vec<CertificateDer<'static>>,
+    bundle: Vec<CertificateDer<'static>>,
+    expires_at: OffsetDateTime,
+}
+
+fn check_svid(
     issued: IssuedSvid,
-    key_pkcs8: Zeroizing<Vec<u8>>,
+    expect: &Expect<'_>,
     now: OffsetDateTime,
-) -> Result<NodeIdentity, AgentError> {
+) -> Result<CheckedSvid, String> {
     let proven = daas_identity::verify_x509_svid(&issued.chain, &issued.bundle, now)
-        .map_err(|e| AgentError::InvalidNodeSvid(e.to_string()))?;
-    if proven.to_string() != issued.spiffe_id || !daas_identity::entry::is_node_id(&proven) {
-        return Err(AgentError::InvalidNodeSvid(format!(
-            "it names {proven}, not a node ID"
-        )));
+        .map_err(|e| e.to_string())?;
+    if proven.to_string() != issued.spiffe_id {
+        return Err(format!(
+            "it claims {} but certifies {proven}",
+            issued.spiffe_id
+        ));
     }
-    let expires_at = ms_to_time(issued.expires_at_ms).map_err(AgentError::InvalidNodeSvid)?;
-    Ok(NodeIdentity {
+    if let Some(wanted) = expect.spiffe_id
+        && proven != *wanted
+    {
+        return Err(format!("asked for {wanted} and got {proven}"));
+    }
+    if let Some(td) = expect.trust_domain
+        && proven.trust_domain() != td
+    {
+        return Err(format!("{proven} is not in the trust domain {td}"));
+    }
+    let leaf = issued
+        .chain
+        .first()
+        .ok_or_else(|| "an empty chain".to_owned())?;
+    let (spki, not_after) =
+        daas_identity::svid::leaf_key_and_expiry(leaf).map_err(|e| e.to_string())?;
+    if spki != expect.spki_der {
+        return Err("it certifies another key than the one this node generated".to_owned());
+    }
+    if let Some(current) = expect.current_bundle
+        && !issued.bundle.iter().any(|c| current.contains(c))
+    {
+        return Err("its bundle shares no CA with the bundle this node holds".to_owned());
+    }
+    Ok(CheckedSvid {
         spiffe_id: proven,
         chain: issued.chain,
-        key_pkcs8,
         bundle: issued.bundle,
-        expires_at,
+        expires_at: not_after,
     })
+}
+
+/// A fatal condition of the sync loop.
+enum Fatal {
+    Evicted(String),
+    NodeExpired,
 }
 
 impl Agent {
@@ -195,12 +286,32 @@ impl Agent {
                 };
                 let anonymous = ServerClient::anonymous(&config.server_addr, &config.server_ca_pem)
                     .map_err(AgentError::Config)?;
-                let (key, csr) = key_and_csr().map_err(AgentError::Key)?;
+                let key = new_key().map_err(AgentError::Key)?;
                 let issued = anonymous
-                    .attest(token, &csr)
+                    .attest(token, &key.csr_der)
                     .await
                     .map_err(AgentError::Join)?;
-                let node = node_identity_from(issued, key, now)?;
+                let expect = Expect {
+                    spiffe_id: None,
+                    trust_domain: None,
+                    spki_der: &key.spki_der,
+                    current_bundle: None,
+                };
+                let checked =
+                    check_svid(issued, &expect, now).map_err(AgentError::InvalidNodeSvid)?;
+                if !daas_identity::entry::is_node_id(&checked.spiffe_id) {
+                    return Err(AgentError::InvalidNodeSvid(format!(
+                        "{} is not a node ID",
+                        checked.spiffe_id
+                    )));
+                }
+                let node = NodeIdentity {
+                    spiffe_id: checked.spiffe_id,
+                    chain: checked.chain,
+                    key_pkcs8: key.pkcs8,
+                    bundle: checked.bundle,
+                    expires_at: checked.expires_at,
+                };
                 store.save(&node, now)?;
                 tracing::info!(node = %node.spiffe_id, "joined the trust domain");
                 (node, now)
@@ -225,7 +336,9 @@ impl Agent {
                 client,
                 bundle,
                 entries: Vec::new(),
-                server_down: false,
+                synced: false,
+                failures: 0,
+                pem_dirty: true,
             }),
             updates: watch::channel(0).0,
             denials,
@@ -261,9 +374,14 @@ impl Agent {
         self.updates.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Keep the cache current until `shutdown` resolves: sync now, then at every interval or
-    /// when the next rotation or expiry is due, whichever comes first.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    /// Keep the cache current until `shutdown` resolves: sync now, then at every interval, at
+    /// the next rotation or expiry, or after a back-off when the last sync failed. Returns an
+    /// error when the node can no longer get identities (evicted, node SVID expired): all
+    /// identities have then been dropped, and the caller should stop serving.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
         let reporter = self
             .denials_rx
             .lock()
@@ -271,77 +389,133 @@ impl Agent {
             .take()
             .map(|rx| tokio::spawn(Arc::clone(&self).report_denials(rx)));
         tokio::pin!(shutdown);
-        loop {
-            self.sync_once().await;
+        let result = loop {
+            if let Err(e) = self.sync().await {
+                break Err(e);
+            }
             let wait = self.next_wake(OffsetDateTime::now_utc());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = &mut shutdown => break,
+                () = &mut shutdown => break Ok(()),
             }
-        }
+        };
         if let Some(reporter) = reporter {
             reporter.abort();
         }
+        result
     }
 
-    /// Time until the next thing to do (bounded by the sync interval, at least 100 ms so a
-    /// clock jump cannot make the loop spin).
+    /// One sync round now (also what [`Agent::run`] repeats). Errors as for [`Agent::run`].
+    pub async fn sync(&self) -> Result<(), AgentError> {
+        self.sync_once().await.map_err(|fatal| {
+            self.forget_everything();
+            match fatal {
+                Fatal::Evicted(why) => AgentError::Evicted(why),
+                Fatal::NodeExpired => AgentError::NodeExpired,
+            }
+        })
+    }
+
+    /// Time until the next thing to do: the sync interval, the next rotation or expiry still
+    /// ahead, or — after failures — an exponential back-off (a due rotation that failed must
+    /// not make the loop retry at once, and a fleet must not hammer a recovering server).
     fn next_wake(&self, now: OffsetDateTime) -> Duration {
         let state = self.read();
-        let mut next = now + self.config.sync_interval;
+        let interval = self.config.sync_interval;
+        let mut next = now + interval;
         let node_rotate = rotate_after(state.node_issued_at, state.node.expires_at);
-        next = next.min(node_rotate);
+        let mut deadlines = vec![node_rotate, state.node.expires_at];
         for cached in &state.entries {
             if let Some(svid) = &cached.svid {
-                next = next.min(svid.rotate_after()).min(svid.expires_at);
+                deadlines.push(svid.rotate_after());
+                deadlines.push(svid.expires_at);
             }
         }
+        for deadline in deadlines {
+            if deadline > now {
+                next = next.min(deadline);
+            }
+        }
+        if state.failures > 0 {
+            let exponent = (state.failures - 1).min(16);
+            let backoff = FIRST_RETRY.saturating_mul(1 << exponent).min(interval);
+            next = next.min(now + backoff);
+        }
         let wait = (next - now).max(time::Duration::milliseconds(100));
-        Duration::try_from(wait).unwrap_or(self.config.sync_interval)
+        Duration::try_from(wait).unwrap_or(interval)
     }
 
     /// One round: renew the node SVID if due, refresh entries, fetch missing or half-expired
-    /// workload SVIDs, drop expired ones. Failures are logged; the cache keeps what it has.
-    pub async fn sync_once(&self) {
+    /// workload SVIDs, drop expired ones. Failures are logged and retried later; the cache
+    /// keeps what it has. Only eviction and node expiry are fatal.
+    async fn sync_once(&self) -> Result<(), Fatal> {
         let now = OffsetDateTime::now_utc();
+        if now >= self.read().node.expires_at {
+            return Err(Fatal::NodeExpired);
+        }
         let mut changed = false;
+        let mut ok = true;
         match self.renew_node_if_due(now).await {
             Ok(renewed) => changed |= renewed,
-            Err(e) => self.server_failed(&e, "renewing the node SVID"),
+            Err(e) => ok &= self.failed(&e, "renewing the node SVID")?,
         }
         match self.client().entries().await {
             Ok(entries) => {
-                self.server_ok();
                 changed |= self.apply_entries(entries);
-                changed |= self.fetch_due_svids(now).await;
+                let (fetched, fetch_ok) = self.fetch_due_svids(now).await?;
+                changed |= fetched;
+                ok &= fetch_ok;
             }
-            Err(e) => self.server_failed(&e, "reading registration entries"),
+            Err(e) => ok &= self.failed(&e, "reading registration entries")?,
         }
         changed |= self.drop_expired(OffsetDateTime::now_utc());
+        {
+            let mut state = self.write();
+            if ok {
+                if state.failures > 0 {
+                    tracing::info!("the server is reachable again");
+                }
+                state.failures = 0;
+            } else {
+                state.failures = state.failures.saturating_add(1);
+            }
+            state.pem_dirty |= changed;
+        }
         if changed {
             self.notify();
-            self.write_pem_output();
         }
+        self.write_pem_output();
+        Ok(())
     }
 
-    fn server_ok(&self) {
-        let mut state = self.write();
-        if state.server_down {
-            tracing::info!("the server is reachable again");
-            state.server_down = false;
+    /// Log a failed call (once per outage for an unreachable server); `Ok(false)` means "retry
+    /// later", `Err` that the node was evicted.
+    fn failed(&self, e: &ServerError, doing: &str) -> Result<bool, Fatal> {
+        if e.is_unauthenticated() {
+            return Err(Fatal::Evicted(e.to_string()));
         }
-    }
-
-    fn server_failed(&self, e: &ServerError, doing: &str) {
-        let mut state = self.write();
-        if matches!(e, ServerError::Unreachable(_)) {
-            if !state.server_down {
+        let first = self.read().failures == 0;
+        if first {
+            if matches!(e, ServerError::Unreachable(_)) {
                 tracing::warn!(error = %e, "{doing}: serving cached SVIDs until they expire");
+            } else {
+                tracing::warn!(error = %e, "{doing} failed");
             }
-            state.server_down = true;
         } else {
-            tracing::warn!(error = %e, "{doing} failed");
+            tracing::debug!(error = %e, "{doing} failed again");
         }
+        Ok(false)
+    }
+
+    /// Drop every SVID and entry (eviction, node expiry): open streams fail, PEM files go.
+    fn forget_everything(&self) {
+        {
+            let mut state = self.write();
+            state.entries.clear();
+            state.pem_dirty = true;
+        }
+        self.notify();
+        self.write_pem_output();
     }
 
     async fn renew_node_if_due(&self, now: OffsetDateTime) -> Result<bool, ServerError> {
@@ -355,19 +529,26 @@ impl Agent {
         if !due {
             return Ok(false);
         }
-        let (key, csr) = key_and_csr().map_err(|e| ServerError::Config(e.to_string()))?;
-        let issued = client.renew(&csr).await?;
-        let node = node_identity_from(issued, key, now)
-            .map_err(|e| ServerError::Malformed(e.to_string()))?;
-        {
+        let key = new_key().map_err(ServerError::Config)?;
+        let issued = client.renew(&key.csr_der).await?;
+        let checked = {
             let state = self.read();
-            if node.spiffe_id != state.node.spiffe_id {
-                return Err(ServerError::Malformed(format!(
-                    "renewal named {} instead of {}",
-                    node.spiffe_id, state.node.spiffe_id
-                )));
-            }
-        }
+            let expect = Expect {
+                spiffe_id: Some(&state.node.spiffe_id),
+                trust_domain: Some(state.node.spiffe_id.trust_domain()),
+                spki_der: &key.spki_der,
+                current_bundle: Some(&state.bundle),
+            };
+            check_svid(issued, &expect, now)
+                .map_err(|e| ServerError::Malformed(format!("renewed node SVID: {e}")))?
+        };
+        let node = NodeIdentity {
+            spiffe_id: checked.spiffe_id,
+            chain: checked.chain,
+            key_pkcs8: key.pkcs8,
+            bundle: checked.bundle,
+            expires_at: checked.expires_at,
+        };
         let client = ServerClient::as_node(
             &self.config.server_addr,
             &self.config.server_ca_pem,
@@ -387,9 +568,12 @@ impl Agent {
         Ok(true)
     }
 
-    /// Replace the entry list, keeping the SVIDs of entries that did not change.
+    /// Replace the entry list, keeping the SVIDs of entries that did not change. Entries for
+    /// another trust domain or for a node ID are ignored (the server should never send them).
     fn apply_entries(&self, entries: Vec<NodeEntry>) -> bool {
+        let node_td = self.read().node.spiffe_id.trust_domain().clone();
         let mut state = self.write();
+        state.synced = true;
         let mut old: HashMap<String, CachedEntry> = state
             .entries
             .drain(..)
@@ -398,16 +582,22 @@ impl Agent {
         let mut changed = false;
         let mut fresh = Vec::with_capacity(entries.len());
         for entry in entries {
-            if let Some(previous) = old.remove(&entry.id)
-                && previous.entry == entry
-            {
-                fresh.push(previous);
-                continue;
+            let previous = old.remove(&entry.id);
+            if let Some(previous) = previous {
+                if previous.entry == entry {
+                    fresh.push(previous);
+                    continue;
+                }
+                // Changed: its old SVID goes, whatever happens to the new version below.
+                changed = true;
             }
+            let usable = entry.spiffe_id.parse::<SpiffeId>().ok().filter(|id| {
+                id.trust_domain() == &node_td && !daas_identity::entry::is_node_id(id)
+            });
             let selectors: Result<Vec<Selector>, _> =
                 entry.selectors.iter().map(|s| s.parse()).collect();
-            let Ok(selectors) = selectors else {
-                tracing::warn!(entry = %entry.id, "ignoring an entry with an unknown selector");
+            let (Some(_), Ok(selectors)) = (usable, selectors) else {
+                tracing::warn!(entry = %entry.id, "ignoring an entry this sensor cannot serve (unknown selector, or an ID outside its trust domain)");
                 continue;
             };
             changed = true;
@@ -426,8 +616,9 @@ impl Agent {
         changed
     }
 
-    /// Fetch an SVID for every entry that has none or is past half-life.
-    async fn fetch_due_svids(&self, now: OffsetDateTime) -> bool {
+    /// Fetch an SVID for every entry that has none or is past half-life. Returns whether
+    /// anything changed and whether every fetch succeeded.
+    async fn fetch_due_svids(&self, now: OffsetDateTime) -> Result<(bool, bool), Fatal> {
         let (client, due): (ServerClient, Vec<NodeEntry>) = {
             let state = self.read();
             let due = state
@@ -439,9 +630,9 @@ impl Agent {
             (state.client.clone(), due)
         };
         let mut changed = false;
+        let mut ok = true;
         for entry in due {
-            let fetched = self.fetch_svid(&client, &entry, now).await;
-            match fetched {
+            match self.fetch_svid(&client, &entry, now).await {
                 Ok((svid, bundle)) => {
                     let mut state = self.write();
                     if let Some(cached) = state.entries.iter_mut().find(|c| c.entry == entry) {
@@ -453,10 +644,10 @@ impl Agent {
                         changed = true;
                     }
                 }
-                Err(e) => self.server_failed(&e, "fetching a workload SVID"),
+                Err(e) => ok &= self.failed(&e, "fetching a workload SVID")?,
             }
         }
-        changed
+        Ok((changed, ok))
     }
 
     async fn fetch_svid(
@@ -465,29 +656,35 @@ impl Agent {
         entry: &NodeEntry,
         now: OffsetDateTime,
     ) -> Result<(CachedSvid, Vec<CertificateDer<'static>>), ServerError> {
-        let (key, csr) = key_and_csr().map_err(ServerError::Config)?;
+        let wanted: SpiffeId = entry
+            .spiffe_id
+            .parse()
+            .map_err(|_| ServerError::Malformed(format!("entry ID {}", entry.spiffe_id)))?;
+        let key = new_key().map_err(ServerError::Config)?;
         // The entry's own selectors: the server grants the ID only if this node is a parent of
         // an entry they match; the workload's actual selectors are matched here, per call.
         let issued = client
-            .workload_svid(&entry.spiffe_id, &entry.selectors, &csr)
+            .workload_svid(&entry.spiffe_id, &entry.selectors, &key.csr_der)
             .await?;
-        let proven = daas_identity::verify_x509_svid(&issued.chain, &issued.bundle, now)
-            .map_err(|e| ServerError::Malformed(format!("workload SVID: {e}")))?;
-        if proven.to_string() != entry.spiffe_id {
-            return Err(ServerError::Malformed(format!(
-                "asked for {} and got {proven}",
-                entry.spiffe_id
-            )));
-        }
-        let expires_at = ms_to_time(issued.expires_at_ms).map_err(ServerError::Malformed)?;
+        let checked = {
+            let state = self.read();
+            let expect = Expect {
+                spiffe_id: Some(&wanted),
+                trust_domain: Some(state.node.spiffe_id.trust_domain()),
+                spki_der: &key.spki_der,
+                current_bundle: Some(&state.bundle),
+            };
+            check_svid(issued, &expect, now)
+                .map_err(|e| ServerError::Malformed(format!("workload SVID: {e}")))?
+        };
         Ok((
             CachedSvid {
-                chain: issued.chain,
-                key_pkcs8: key,
+                chain: checked.chain,
+                key_pkcs8: key.pkcs8,
                 issued_at: now,
-                expires_at,
+                expires_at: checked.expires_at,
             },
-            issued.bundle,
+            checked.bundle,
         ))
     }
 
@@ -505,24 +702,33 @@ impl Agent {
         changed
     }
 
+    /// Bring the PEM directory in line with the cache when it is marked dirty (a failed write
+    /// stays dirty and is retried at the next wake-up).
     fn write_pem_output(&self) {
         let Some(output) = &self.pem_output else {
             return;
         };
         let now = OffsetDateTime::now_utc();
-        let state = self.read();
-        let svid = state
-            .entries
-            .iter()
-            .filter(|c| c.entry.spiffe_id == output.spiffe_id())
-            .find_map(|c| c.svid.as_ref().filter(|s| now < s.expires_at))
-            .map(|s| crate::pem_dir::PemIdentity {
-                chain: &s.chain,
-                key_pkcs8: &s.key_pkcs8,
-                bundle: &state.bundle,
-            });
-        if let Err(e) = output.write(svid) {
-            tracing::error!(error = %e, "cannot write the PEM directory");
+        let mut state = self.write();
+        if !state.pem_dirty {
+            return;
+        }
+        let result = {
+            let svid = state
+                .entries
+                .iter()
+                .filter(|c| c.entry.spiffe_id == output.spiffe_id())
+                .find_map(|c| c.svid.as_ref().filter(|s| now < s.expires_at))
+                .map(|s| crate::pem_dir::PemIdentity {
+                    chain: &s.chain,
+                    key_pkcs8: &s.key_pkcs8,
+                    bundle: &state.bundle,
+                });
+            output.write(svid)
+        };
+        match result {
+            Ok(()) => state.pem_dirty = false,
+            Err(e) => tracing::error!(error = %e, "cannot write the PEM directory"),
         }
     }
 
@@ -534,6 +740,11 @@ impl Agent {
     ) -> Result<Vec<X509SvidWithKey>, SourceError> {
         let selectors = workload.selectors();
         let state = self.read();
+        if !state.synced {
+            return Err(SourceError::Unavailable(
+                "registration entries not read from the server yet".to_owned(),
+            ));
+        }
         let matching: Vec<&CachedEntry> = state
             .entries
             .iter()
@@ -560,14 +771,40 @@ impl Agent {
         Ok(valid)
     }
 
+    /// Coalesce denials per (reason, selectors) and send one report per distinct denial per
+    /// flush, with its count: a local process calling in a loop costs the server a bounded
+    /// number of audit records, not one per call.
     async fn report_denials(self: Arc<Self>, mut rx: mpsc::Receiver<Denial>) {
-        while let Some(denial) = rx.recv().await {
-            let client = self.client();
-            if let Err(e) = client
-                .report_denial(&denial.reason, &denial.selectors)
-                .await
-            {
-                tracing::warn!(error = %e, reason = %denial.reason, "cannot report a denied workload");
+        let mut pending: HashMap<Denial, u64> = HashMap::new();
+        let mut flush = tokio::time::interval(DENIAL_FLUSH);
+        loop {
+            tokio::select! {
+                denial = rx.recv() => {
+                    let Some(denial) = denial else { return };
+                    if pending.len() < DENIAL_QUEUE || pending.contains_key(&denial) {
+                        *pending.entry(denial).or_insert(0) += 1;
+                    }
+                }
+                _ = flush.tick() => {
+                    let batch: Vec<(Denial, u64)> = pending.drain().collect();
+                    if batch.len() > DENIAL_REPORTS_PER_FLUSH {
+                        tracing::warn!(
+                            distinct = batch.len(),
+                            "too many distinct denials; reporting the first {DENIAL_REPORTS_PER_FLUSH}"
+                        );
+                    }
+                    let client = self.client();
+                    for (denial, count) in batch.into_iter().take(DENIAL_REPORTS_PER_FLUSH) {
+                        let reason = if count > 1 {
+                            format!("{} ({count} times)", denial.reason)
+                        } else {
+                            denial.reason.clone()
+                        };
+                        if let Err(e) = client.report_denial(&reason, &denial.selectors).await {
+                            tracing::warn!(error = %e, "cannot report a denied workload");
+                        }
+                    }
+                }
             }
         }
     }
@@ -612,7 +849,7 @@ impl IdentitySource for Agent {
         let selectors = workload
             .map(|w| w.selectors().iter().map(ToString::to_string).collect())
             .unwrap_or_default();
-        tracing::info!(reason, "workload denied");
+        tracing::debug!(reason, "workload denied");
         if self
             .denials
             .try_send(Denial {
@@ -669,7 +906,9 @@ mod tests {
                 client,
                 bundle: vec![CertificateDer::from(vec![0x30, 0x00])],
                 entries: Vec::new(),
-                server_down: false,
+                synced: false,
+                failures: 0,
+                pem_dirty: false,
             }),
             config,
             updates: watch::channel(0).0,
@@ -728,6 +967,11 @@ mod tests {
     fn only_matching_entries_with_unexpired_svids_are_served() {
         let dir = tempfile::tempdir().unwrap();
         let agent = test_agent(&dir.path().join("data"));
+        // Before the first successful read of the entries nothing is known: retry, not refuse.
+        assert!(matches!(
+            agent.svids_at(&facts(9, 1000), t(10)),
+            Err(SourceError::Unavailable(_))
+        ));
         assert!(agent.apply_entries(vec![
             entry("e1", "spiffe://example.org/web", 7, 1000),
             entry("e2", "spiffe://example.org/db", 8, 1000),
@@ -795,6 +1039,65 @@ mod tests {
     }
 
     #[test]
+    fn entries_outside_the_trust_domain_or_for_nodes_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        agent.apply_entries(vec![
+            entry("e1", "spiffe://other.org/web", 7, 1000),
+            entry("e2", "spiffe://example.org/daas/node/n2", 7, 1000),
+        ]);
+        assert!(agent.read().entries.is_empty());
+    }
+
+    #[test]
+    fn an_entry_changed_into_one_the_sensor_cannot_serve_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        agent.apply_entries(vec![entry("e1", "spiffe://example.org/web", 7, 1000)]);
+        give_svid(&agent, "e1", svid(0, 60));
+        let mut odd = entry("e1", "spiffe://example.org/web", 7, 1000);
+        odd.selectors.push("k8s:ns:default".to_owned());
+        // The old version and its SVID are gone, and that is reported as a change (so open
+        // streams and the PEM directory follow).
+        assert!(agent.apply_entries(vec![odd]));
+        assert!(agent.svids_at(&facts(7, 1000), t(1)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_node_is_evicted_and_forgets_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        agent.apply_entries(vec![entry("e1", "spiffe://example.org/web", 7, 1000)]);
+        give_svid(&agent, "e1", svid(0, 60));
+        let mut updates = agent.updates();
+        updates.mark_unchanged();
+        // Unreachable or refused for another reason: retry later.
+        assert!(matches!(
+            agent.failed(&ServerError::Unreachable("down".into()), "x"),
+            Ok(false)
+        ));
+        let forbidden = ServerError::Refused {
+            status: 403,
+            code: "forbidden".into(),
+            message: "no".into(),
+        };
+        assert!(matches!(agent.failed(&forbidden, "x"), Ok(false)));
+        // 401: the server no longer knows this node.
+        let refused = ServerError::Refused {
+            status: 401,
+            code: "unauthenticated".into(),
+            message: "no".into(),
+        };
+        assert!(matches!(
+            agent.failed(&refused, "x"),
+            Err(Fatal::Evicted(_))
+        ));
+        agent.forget_everything();
+        assert!(agent.read().entries.is_empty());
+        assert!(updates.has_changed().unwrap(), "open streams are woken");
+    }
+
+    #[test]
     fn expired_svids_are_dropped_and_rotation_is_due_at_half_life() {
         let dir = tempfile::tempdir().unwrap();
         let agent = test_agent(&dir.path().join("data"));
@@ -805,8 +1108,16 @@ mod tests {
         // 0 s the interval, at 28 s the rotation 2 s away.
         assert_eq!(agent.next_wake(t(0)), Duration::from_secs(5));
         assert_eq!(agent.next_wake(t(28)), Duration::from_secs(2));
-        // Past the expiry the wake-up is bounded below, never zero or negative.
-        assert_eq!(agent.next_wake(t(100)), Duration::from_millis(100));
+        // Deadlines already past (a rotation that failed) do not make the loop spin: the
+        // interval applies, or the back-off after failures (1 s, 2 s, 4 s, ... ≤ interval).
+        assert_eq!(agent.next_wake(t(100)), Duration::from_secs(5));
+        agent.write().failures = 1;
+        assert_eq!(agent.next_wake(t(100)), Duration::from_secs(1));
+        agent.write().failures = 3;
+        assert_eq!(agent.next_wake(t(100)), Duration::from_secs(4));
+        agent.write().failures = 30;
+        assert_eq!(agent.next_wake(t(100)), Duration::from_secs(5));
+        agent.write().failures = 0;
         assert!(!agent.drop_expired(t(59)));
         assert!(agent.drop_expired(t(60)));
         assert!(agent.read().entries[0].svid.is_none());

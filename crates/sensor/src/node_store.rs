@@ -39,6 +39,8 @@ pub enum NodeStoreError {
         mode: u32,
         expected: u32,
     },
+    #[error("{path} belongs to uid {owner}, not to the user running the sensor")]
+    NotOwned { path: String, owner: u32 },
     #[error("{path} is not a node identity file ({reason}); remove it to join again")]
     Corrupt { path: String, reason: String },
 }
@@ -118,13 +120,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeStoreError + '_ {
     }
 }
 
+/// This process's effective uid (from `/proc/self/status`: std has no safe getter).
+pub fn effective_uid() -> std::io::Result<u32> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|euid| euid.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no effective uid in /proc/self/status"))
+}
+
+/// Owned by us and inaccessible to others: otherwise another user could have planted or could
+/// read what is in it.
 fn check_private(path: &Path, meta: &fs::Metadata, expected: u32) -> Result<(), NodeStoreError> {
+    use std::os::unix::fs::MetadataExt as _;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(NodeStoreError::TooOpen {
             path: path.display().to_string(),
             mode,
             expected,
+        });
+    }
+    let me = effective_uid().map_err(io(path))?;
+    if meta.uid() != me {
+        return Err(NodeStoreError::NotOwned {
+            path: path.display().to_string(),
+            owner: meta.uid(),
         });
     }
     Ok(())
@@ -167,17 +190,26 @@ impl NodeStore {
         now: OffsetDateTime,
     ) -> Result<Option<(NodeIdentity, OffsetDateTime)>, NodeStoreError> {
         let path = identity_path(&self.dir);
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
+        // Not through a symlink, and everything checked and read through one descriptor: the
+        // path's own metadata must be a regular file that is the inode we opened.
+        use std::os::unix::fs::MetadataExt as _;
+        let linked = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path)(e)),
         };
+        let file = fs::File::open(&path).map_err(io(&path))?;
         let meta = file.metadata().map_err(io(&path))?;
+        if !linked.is_file() || (linked.dev(), linked.ino()) != (meta.dev(), meta.ino()) {
+            return Err(corrupt(&path, "not a regular file"));
+        }
         check_private(&path, &meta, 0o600)?;
         if meta.len() > MAX_FILE_BYTES {
             return Err(corrupt(&path, "too large"));
         }
-        let bytes = Zeroizing::new(fs::read(&path).map_err(io(&path))?);
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, MAX_FILE_BYTES), &mut bytes)
+            .map_err(io(&path))?;
         let stored: FileFormat =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, &e.to_string()))?;
         let key_text = Zeroizing::new(stored.key_pkcs8);

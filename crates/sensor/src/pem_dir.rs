@@ -40,11 +40,32 @@ pub struct PemOutput {
 
 impl PemOutput {
     /// `dir` must exist (the operator creates it with the owner and mode the app needs).
+    /// `dir` must be a real directory (not a symlink) owned by the user running the sensor and
+    /// writable by no one else: otherwise another user could swap the files the app trusts.
     pub fn new(dir: PathBuf, spiffe_id: String) -> std::io::Result<Self> {
-        if !fs::metadata(&dir)?.is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", dir.display()),
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let meta = fs::symlink_metadata(&dir)?;
+        let refuse = |why: String| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                why,
+            ))
+        };
+        if !meta.is_dir() {
+            return refuse(format!("{} is not a directory", dir.display()));
+        }
+        if meta.uid() != crate::node_store::effective_uid()? {
+            return refuse(format!(
+                "{} belongs to uid {}, not to the user running this command",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return refuse(format!(
+                "{} is writable by other users (mode {:o})",
+                dir.display(),
+                meta.permissions().mode() & 0o777
             ));
         }
         Ok(Self { dir, spiffe_id })
@@ -73,15 +94,16 @@ impl PemOutput {
         };
         let chain = certs(svid.chain);
         let bundle = certs(svid.bundle);
-        // Key first: an app that reloads on the certificate's change then finds the new key.
+        // Bundle first (it holds the old and the new CA during a rotation), then the key, then
+        // the certificate: an app that reloads when `svid.pem` changes finds the rest in place.
+        write_atomic(&self.dir, BUNDLE_FILE, bundle.as_bytes(), 0o644)?;
         write_atomic(
             &self.dir,
             KEY_FILE,
             pem_block("PRIVATE KEY", svid.key_pkcs8).as_bytes(),
             0o600,
         )?;
-        write_atomic(&self.dir, SVID_FILE, chain.as_bytes(), 0o644)?;
-        write_atomic(&self.dir, BUNDLE_FILE, bundle.as_bytes(), 0o644)
+        write_atomic(&self.dir, SVID_FILE, chain.as_bytes(), 0o644)
     }
 }
 

@@ -79,6 +79,8 @@ pub trait IdentitySource: Send + Sync + 'static {
     fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str);
 }
 
+/// Concurrent calls (and streams) one connection may have open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Attestations running at once (each may hash a binary): more callers wait, briefly.
 const MAX_CONCURRENT_ATTESTATIONS: usize = 4;
 /// How long a caller waits for an attestation slot before getting `ResourceExhausted`.
@@ -386,6 +388,11 @@ pub async fn serve<S: IdentitySource>(
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
     tracing::info!(socket = %socket.display(), "workload api listening");
     tonic::transport::Server::builder()
+        // Bounds on what one local client can hold open (streams are long-lived by design).
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(api.into_service())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),

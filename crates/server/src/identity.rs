@@ -743,11 +743,14 @@ pub async fn report_denial(
         return Err(ApiError::Malformed("at most 32 selectors".into()));
     }
     let selectors: Vec<String> = req.selectors.iter().map(|s| clean(s)).collect();
+    // A JSON array, not space-joined: a `unix:path:` may contain spaces, and must not be able
+    // to pass for extra selectors in the audit record.
+    let target = serde_json::to_string(&selectors).map_err(internal)?;
     engine
         .audit(
             &node.id.to_string(),
             "identity.workload.denied",
-            &selectors.join(" "),
+            &target,
             "denied",
             &clean(&req.reason),
         )

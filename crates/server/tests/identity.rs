@@ -470,12 +470,30 @@ async fn an_attested_node_gets_svids_for_its_workloads_and_nothing_else() {
         &s,
         "POST",
         "/v1/identity/node/denials",
-        Some(json!({"reason": "no registration entry matches\n", "selectors": [other_digest]})),
+        Some(json!({"reason": "no registration entry matches\n",
+                    "selectors": [other_digest, "unix:path:/tmp/a unix:uid:0"]})),
     )
     .await;
     assert_eq!(status, 204);
     let reports = audit_details(&s, "identity.workload.denied").await;
     assert_eq!(reports, ["denied no registration entry matches"]);
+    // The selectors are recorded as a JSON array: a path with spaces cannot pose as more
+    // selectors.
+    let (_, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    let target = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "identity.workload.denied")
+        .unwrap()["target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let recorded: Vec<String> = serde_json::from_str(&target).unwrap();
+    assert_eq!(
+        recorded,
+        [other_digest.as_str(), "unix:path:/tmp/a unix:uid:0"]
+    );
     s.stop().await;
 }
 
