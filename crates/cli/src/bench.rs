@@ -259,18 +259,18 @@ enum Factory {
 /// decryption compared. daas and OpenBao go through exactly this code, so the load generator
 /// costs both the same; the SDK's own cost is measured by `--client sdk`.
 #[derive(Clone)]
-struct RawTarget {
-    host: String,
-    port: u16,
-    tls: Option<(
+pub(crate) struct RawTarget {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: Option<(
         rustls::pki_types::ServerName<'static>,
         Arc<rustls::ClientConfig>,
     )>,
-    auth_header: hyper::header::HeaderName,
-    auth_value: HeaderValue,
-    encrypt_path: &'static str,
-    decrypt_path: &'static str,
-    encrypt_body: bytes::Bytes,
+    pub(crate) auth_header: hyper::header::HeaderName,
+    pub(crate) auth_value: HeaderValue,
+    pub(crate) encrypt_path: &'static str,
+    pub(crate) decrypt_path: &'static str,
+    pub(crate) encrypt_body: bytes::Bytes,
 }
 
 impl RawTarget {
@@ -308,22 +308,7 @@ impl RawTarget {
             .ca_cert_pem
             .as_deref()
             .ok_or_else(|| anyhow!("--client raw needs DAAS_CACERT (the daas CA certificate)"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            roots
-                .add(cert.map_err(|_| anyhow!("the CA certificate file is not valid PEM"))?)
-                .map_err(|e| anyhow!("the CA certificate is not usable: {e}"))?;
-        }
-        if roots.is_empty() {
-            bail!("the CA certificate file contains no certificate");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| anyhow!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = tls_builder(pem)?.with_no_client_auth();
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", config.token.expose().trim()))
                 .map_err(|_| anyhow!("the token contains invalid characters"))?;
@@ -343,7 +328,7 @@ impl RawTarget {
         })
     }
 
-    async fn connect(&self) -> Result<RawConnection> {
+    pub(crate) async fn connect(&self) -> Result<RawConnection> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| anyhow!("cannot connect to {}:{}: {e}", self.host, self.port))?;
@@ -365,7 +350,28 @@ impl RawTarget {
     }
 }
 
-fn host_port(url: &reqwest::Url) -> Result<(String, u16)> {
+/// TLS 1.3 trusting only the CA certificates in `pem`; the caller picks client authentication.
+pub(crate) fn tls_builder(
+    pem: &[u8],
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots
+            .add(cert.map_err(|_| anyhow!("the CA certificate file is not valid PEM"))?)
+            .map_err(|e| anyhow!("the CA certificate is not usable: {e}"))?;
+    }
+    if roots.is_empty() {
+        bail!("the CA certificate file contains no certificate");
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| anyhow!("cannot set up TLS: {e}"))?
+    .with_root_certificates(roots))
+}
+
+pub(crate) fn host_port(url: &reqwest::Url) -> Result<(String, u16)> {
     let host = url
         .host_str()
         .ok_or_else(|| anyhow!("the address {url} has no host"))?
@@ -393,14 +399,14 @@ where
 }
 
 /// One keep-alive connection of a raw worker.
-struct RawConnection {
+pub(crate) struct RawConnection {
     sender: tokio::sync::Mutex<RawSender>,
     target: RawTarget,
 }
 
 impl RawConnection {
     /// POST `body` and return the status and the whole response body.
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &'static str,
         body: bytes::Bytes,

@@ -2,8 +2,9 @@
 //! (`POST /v1/identity/node/svids`, authenticated by a node SVID), or the peer: OpenBao's PKI
 //! engine signing the same kind of CSR with a SPIFFE URI SAN (`pki/sign/<role>`).
 //!
-//! Every worker has its own client and keep-alive connection (HTTP/1.1) and repeats the request
-//! with one pre-built body; every answer must be a 200 (anything else stops the run).
+//! Both go through the same lean generator as `daas bench safe --client raw` (one HTTP/1.1
+//! keep-alive connection per worker, one pre-built body); every answer must be a 200 (anything
+//! else stops the run).
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,28 +16,17 @@ use daas_sdk::{Client, ClientConfig, SecretString};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use crate::bench::{Row, histogram, micros, progress_bar, render_table};
+use crate::bench::{RawConnection, RawTarget, Row, histogram, micros, progress_bar, render_table};
 use crate::cli::{BenchSvidArgs, BenchTarget};
 
 /// The SPIFFE ID both targets issue.
 const BENCH_ID: &str = "spiffe://daas.local/bench/svid";
-const BAO_ROLE: &str = "svid";
-
-/// What one worker sends, over and over.
-#[derive(Clone)]
-struct Request {
-    url: String,
-    body: Arc<[u8]>,
-    /// OpenBao's token header; daas authenticates by the TLS client certificate.
-    bao_token: Option<reqwest::header::HeaderValue>,
-}
+const SVID_PATH: &str = "/v1/identity/node/svids";
+const BAO_SIGN_PATH: &str = "/v1/pki/sign/svid";
 
 pub async fn svid(args: BenchSvidArgs) -> Result<()> {
-    let (label, request, make_client): (&str, Request, ClientFactory) = match args.target {
-        BenchTarget::Daas => {
-            let (request, make) = daas_setup().await?;
-            ("daas", request, make)
-        }
+    let (label, target) = match args.target {
+        BenchTarget::Daas => ("daas", daas_setup().await?),
         BenchTarget::Openbao => {
             let token = args
                 .openbao_token
@@ -45,21 +35,15 @@ pub async fn svid(args: BenchSvidArgs) -> Result<()> {
                 .ok_or_else(|| {
                     anyhow!("--openbao-token (or BAO_TOKEN) is required for --target openbao")
                 })?;
-            let request = openbao_setup(&args.openbao_addr, &SecretString::new(token)).await?;
-            let make = Box::new(|| {
-                plain_builder()
-                    .build()
-                    .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))
-            });
-            ("openbao", request, make as ClientFactory)
+            (
+                "openbao",
+                openbao_setup(&args.openbao_addr, &SecretString::new(token)).await?,
+            )
         }
     };
     let mut rows = Vec::new();
     for &connections in &args.connections {
-        let clients = (0..connections)
-            .map(|_| make_client())
-            .collect::<Result<Vec<_>>>()?;
-        let (hist, elapsed) = run_once(label, clients, &request, args.duration).await?;
+        let (hist, elapsed) = run_once(label, &target, connections, args.duration).await?;
         rows.push(Row {
             target: label,
             op: "svid",
@@ -72,21 +56,19 @@ pub async fn svid(args: BenchSvidArgs) -> Result<()> {
     crate::io::write_stdout(render_table(&rows).as_bytes())
 }
 
-fn plain_builder() -> reqwest::ClientBuilder {
+/// For the one-off setup calls (the load itself goes through raw connections).
+fn setup_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(1)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))
 }
-
-type ClientFactory = Box<dyn Fn() -> Result<reqwest::Client>>;
 
 /// Join as a node (admin token → join token → node SVID), register an any-node entry for the
 /// bench ID, and pre-build the issuance request with one CSR.
-async fn daas_setup() -> Result<(Request, ClientFactory)> {
+async fn daas_setup() -> Result<RawTarget> {
     let config = ClientConfig::from_env()?;
     let admin = Client::new(config.clone())?;
     let ca_path = std::env::var_os("DAAS_CACERT")
@@ -131,34 +113,34 @@ async fn daas_setup() -> Result<(Request, ClientFactory)> {
         "selectors": selectors,
         "csr": B64U.encode(&csr),
     }))?;
-    let identity = reqwest::Identity::from_pem(&node.identity_pem())
+    let url = reqwest::Url::parse(admin.addr()).map_err(|e| anyhow!("invalid DAAS_ADDR: {e}"))?;
+    let (host, port) = crate::bench::host_port(&url)?;
+    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|_| anyhow!("DAAS_ADDR has an invalid host name"))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        node.key_pkcs8.to_vec(),
+    ));
+    let tls = crate::bench::tls_builder(&ca_pem)?
+        .with_client_auth_cert(node.chain.clone(), key)
         .map_err(|e| anyhow!("the node identity is not usable for TLS: {e}"))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&ca_pem)
-        .map_err(|e| anyhow!("DAAS_CACERT is not PEM: {e}"))?;
-    let make = Box::new(move || {
-        plain_builder()
-            .tls_certs_only(certs.clone())
-            .identity(identity.clone())
-            .build()
-            .map_err(|e| anyhow!("cannot set up the HTTPS client: {e}"))
-    });
-    Ok((
-        Request {
-            url: format!("{}/v1/identity/node/svids", admin.addr()),
-            body: body.into(),
-            bao_token: None,
-        },
-        make,
-    ))
+    Ok(RawTarget {
+        host,
+        port,
+        tls: Some((server_name, Arc::new(tls))),
+        // Authenticated by the client certificate; the header only names the generator.
+        auth_header: hyper::header::USER_AGENT,
+        auth_value: reqwest::header::HeaderValue::from_static("daas-bench"),
+        encrypt_path: SVID_PATH,
+        decrypt_path: SVID_PATH,
+        encrypt_body: body.into(),
+    })
 }
 
 /// Mount PKI, make an EC P-256 root and a role that signs CSRs with a SPIFFE URI SAN and
 /// stores nothing (as daas stores no SVIDs).
-async fn openbao_setup(addr: &str, token: &SecretString) -> Result<Request> {
+async fn openbao_setup(addr: &str, token: &SecretString) -> Result<RawTarget> {
     let base = crate::bench::openbao_base(addr)?;
-    let http = plain_builder()
-        .build()
-        .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
+    let http = setup_client()?;
     let token = crate::bench::bao_token(token)?;
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}/v1/{path}"))
@@ -204,30 +186,28 @@ async fn openbao_setup(addr: &str, token: &SecretString) -> Result<Request> {
         "uri_sans": BENCH_ID,
         "ttl": "1h",
     }))?;
-    Ok(Request {
-        url: format!("{base}/v1/pki/sign/{BAO_ROLE}"),
-        body: body.into(),
-        bao_token: Some(token),
+    let url = reqwest::Url::parse(&base).map_err(|e| anyhow!("invalid --openbao-addr: {e}"))?;
+    if url.scheme() != "http" {
+        bail!("the OpenBao load runs against a dev listener (http://)");
+    }
+    let (host, port) = crate::bench::host_port(&url)?;
+    Ok(RawTarget {
+        host,
+        port,
+        tls: None,
+        auth_header: hyper::header::HeaderName::from_static("x-vault-token"),
+        auth_value: token,
+        encrypt_path: BAO_SIGN_PATH,
+        decrypt_path: BAO_SIGN_PATH,
+        encrypt_body: body.into(),
     })
 }
 
-async fn issue(client: &reqwest::Client, request: &Request) -> Result<()> {
-    let mut rb = client
-        .post(&request.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(reqwest::Body::from(bytes::Bytes::from_owner(Arc::clone(
-            &request.body,
-        ))));
-    if let Some(token) = &request.bao_token {
-        rb = rb.header("X-Vault-Token", token.clone());
-    }
-    let resp = rb
-        .send()
-        .await
-        .map_err(|e| anyhow!("request failed: {e}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| anyhow!("reading: {e}"))?;
-    if status != reqwest::StatusCode::OK {
+async fn issue(conn: &RawConnection, target: &RawTarget) -> Result<()> {
+    let (status, body) = conn
+        .post(target.encrypt_path, target.encrypt_body.clone())
+        .await?;
+    if status != hyper::StatusCode::OK {
         bail!(
             "issuance answered {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(300)])
@@ -238,27 +218,29 @@ async fn issue(client: &reqwest::Client, request: &Request) -> Result<()> {
 
 async fn run_once(
     label: &str,
-    clients: Vec<reqwest::Client>,
-    request: &Request,
+    target: &RawTarget,
+    connections: u32,
     duration: Duration,
 ) -> Result<(Histogram<u64>, Duration)> {
-    let connections = u32::try_from(clients.len()).unwrap_or(u32::MAX);
-    // Warm-up: one issuance per client, so TLS handshakes are not measured.
-    for client in &clients {
-        issue(client, request).await?;
+    // Connect and warm up (one issuance each), so TLS handshakes are not measured.
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        let conn = target.connect().await?;
+        issue(&conn, target).await?;
+        conns.push(conn);
     }
     let ops = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(label, connections, duration);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = JoinSet::new();
-    for client in clients {
-        let (request, ops) = (request.clone(), Arc::clone(&ops));
+    for conn in conns {
+        let (target, ops) = (target.clone(), Arc::clone(&ops));
         tasks.spawn(async move {
             let mut hist = histogram()?;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                issue(&client, &request).await?;
+                issue(&conn, &target).await?;
                 hist.record(micros(t.elapsed()))
                     .map_err(|_| anyhow!("latency out of range"))?;
                 ops.fetch_add(1, Ordering::Relaxed);
