@@ -29,6 +29,8 @@ use crate::state::{AppState, Engine, event};
 pub const DEFAULT_TRUST_DOMAIN: &str = "daas.local";
 /// Lifetime of a trust-domain CA; it is rotated at half-life (with overlap in the bundle).
 const CA_LIFETIME: time::Duration = time::Duration::days(90);
+/// Lifetime of a JWT-SVID (bearer tokens: kept short).
+const JWT_SVID_TTL: Duration = Duration::from_secs(300);
 /// Lifetime of a node SVID; sensors renew at half-life.
 const NODE_SVID_TTL: Duration = Duration::from_secs(3600);
 /// Join tokens: default and longest lifetime.
@@ -62,7 +64,33 @@ impl Identity {
         let (mut ca, created) = match stored {
             Some(material) => {
                 let material = daas_identity::CaKeyMaterial::from_bytes(material.to_vec());
-                let ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                let mut ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                if ca.was_upgraded() {
+                    // Stored before JWT-SVID and document keys existed: store the keys just
+                    // made, then use what is stored (known gap: like rotation, not yet a
+                    // compare-and-swap between replicas starting at once).
+                    let material = ca.export().map_err(internal)?;
+                    engine
+                        .store
+                        .put_identity_ca(
+                            material.as_bytes(),
+                            &event(
+                                "server",
+                                "identity.ca.upgrade",
+                                &trust_domain.to_string(),
+                                "ok",
+                                "added jwt-svid and document signing keys",
+                            ),
+                        )
+                        .await?;
+                    let material = engine
+                        .store
+                        .get_identity_ca()
+                        .await?
+                        .ok_or(ApiError::Internal)?;
+                    let material = daas_identity::CaKeyMaterial::from_bytes(material.to_vec());
+                    ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                }
                 if ca.trust_domain() != &trust_domain {
                     tracing::error!(
                         stored = %ca.trust_domain(),
@@ -144,22 +172,44 @@ pub(crate) struct BundleResponse {
     /// DER certificates, base64url.
     authorities: Vec<String>,
     pem: String,
+    /// JWT-SVID keys: a JWK set, each key with `kid` and `use: "jwt-svid"`.
+    jwt_authorities: serde_json::Value,
+    /// Identity-document keys: a JWK set, each key with `kid` and `use: "daas-document"`.
+    document_authorities: serde_json::Value,
 }
 
-/// `GET /v1/identity/bundle`: the CA certificates a verifier of this trust domain trusts.
+async fn bundle_response(identity: &Identity) -> BundleResponse {
+    let now = time::OffsetDateTime::now_utc();
+    let ca = identity.ca.read().await;
+    BundleResponse {
+        trust_domain: identity.trust_domain.id().to_string(),
+        authorities: ca.bundle(now).iter().map(|c| b64u(c.as_ref())).collect(),
+        pem: ca.bundle_pem(now),
+        jwt_authorities: ca.jwt_bundle(now).to_jwks_value(),
+        document_authorities: ca.document_bundle(now).to_jwks_value(),
+    }
+}
+
+/// `GET /v1/identity/bundle`: the CA certificates and token keys a verifier of this trust
+/// domain trusts.
 pub async fn bundle(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<BundleResponse>, ApiError> {
     let engine = state.engine()?;
     let identity = engine.identity().await?;
-    let now = time::OffsetDateTime::now_utc();
-    let ca = identity.ca.read().await;
-    Ok(Json(BundleResponse {
-        trust_domain: identity.trust_domain.id().to_string(),
-        authorities: ca.bundle(now).iter().map(|c| b64u(c.as_ref())).collect(),
-        pem: ca.bundle_pem(now),
-    }))
+    Ok(Json(bundle_response(identity).await))
+}
+
+/// `GET /v1/identity/node/bundle` (node): the same bundle, for a sensor (which has no bearer
+/// token).
+pub async fn node_bundle(
+    State(state): State<AppState>,
+    _node: NodeCaller,
+) -> Result<Json<BundleResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    Ok(Json(bundle_response(identity).await))
 }
 
 // ---------------------------------------------------------------- entries
@@ -683,6 +733,90 @@ pub async fn issue_workload_svid(
         )
         .await?;
     Ok(Json(svid_response(&svid, &bundle)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwtSvidRequest {
+    spiffe_id: String,
+    /// What the node's attestation of the workload found.
+    selectors: Vec<String>,
+    /// 1..=16 values, each 1..=256 printable characters.
+    audience: Vec<String>,
+}
+
+/// Holds a bearer token: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct JwtSvidResponse {
+    spiffe_id: String,
+    token: String,
+    expires_at: i64,
+}
+
+/// `POST /v1/identity/node/jwt-svids` (node): a JWT-SVID for a workload the node attested,
+/// authorised exactly like an X.509-SVID.
+pub async fn issue_workload_jwt_svid(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    ApiJson(req): ApiJson<JwtSvidRequest>,
+) -> Result<Json<JwtSvidResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let requested = parse_id("spiffe_id", &req.spiffe_id)?;
+    let selectors = parse_selectors(&req.selectors)?;
+    daas_identity::jwt_svid::check_audiences(&req.audience)
+        .map_err(|e| ApiError::Malformed(format!("audience: {e}")))?;
+    let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let node_name = node.id.to_string();
+    let action = "identity.jwt_svid.issue";
+    let entry =
+        match daas_identity::authorize_svid_request(&entries, &node.id, &requested, &selectors) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                engine
+                    .audit(
+                        &node_name,
+                        action,
+                        &requested.to_string(),
+                        "denied",
+                        &reason.to_string(),
+                    )
+                    .await?;
+                return Err(ApiError::Forbidden);
+            }
+        };
+    let now = time::OffsetDateTime::now_utc();
+    let (token, expires_at) = identity
+        .ca
+        .read()
+        .await
+        .issue_jwt_svid_with_expiry(&requested, &req.audience, JWT_SVID_TTL, now)
+        .map_err(|e| match e {
+            daas_identity::Error::Caller(daas_identity::CallerError::Audience(m)) => {
+                ApiError::Malformed(format!("audience: {m}"))
+            }
+            other => internal(other),
+        })?;
+    // Audience values are printable (checked above); bound the detail's size.
+    let audience: String = req.audience.join(",").chars().take(256).collect();
+    engine
+        .audit(
+            &node_name,
+            action,
+            &requested.to_string(),
+            "ok",
+            &format!("entry {}, audience {audience}", entry.id().as_str()),
+        )
+        .await?;
+    Ok(Json(JwtSvidResponse {
+        spiffe_id: requested.to_string(),
+        token,
+        expires_at: expires_at.unix_timestamp().saturating_mul(1000),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -44,6 +44,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/identity/node/svids"),
     ("POST", "/v1/identity/node/renew"),
     ("POST", "/v1/identity/node/denials"),
+    ("POST", "/v1/identity/node/jwt-svids"),
+    ("GET", "/v1/identity/node/bundle"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -91,6 +93,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/identity/node/renew", post(identity::renew_node_svid))
         .route("/v1/identity/node/denials", post(identity::report_denial))
+        .route(
+            "/v1/identity/node/jwt-svids",
+            post(identity::issue_workload_jwt_svid),
+        )
+        .route("/v1/identity/node/bundle", get(identity::node_bundle))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
