@@ -7,7 +7,9 @@ mod common;
 
 use common::{TestServer, assert_error, b64};
 use daas_identity::{
-    JwtBundle, JwtBundleSet, JwtSvidError, JwtSvidRejection, TrustDomain, validate_jwt_svid,
+    AppMetadata, DocumentBundle, DocumentError, JwtBundle, JwtBundleSet, JwtSvidError,
+    JwtSvidRejection, TrustDomain, TrustDomainCa, validate_jwt_svid, verify_app_document,
+    verify_instance_document,
 };
 use serde_json::{Value, json};
 
@@ -290,5 +292,229 @@ async fn token_keys_survive_a_restart() {
         first["document_authorities"],
         second["document_authorities"]
     );
+    s.stop().await;
+}
+
+fn sha(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+/// The body of a valid instance request for `app_document`.
+fn instance_request(app_document: &str, digest: &str) -> Value {
+    json!({
+        "app_document": app_document,
+        "binary_digest": digest,
+        "pid": 4242,
+        "started_at": 1_800_000_000_000_i64,
+        "workload_id": "spiffe://daas.local/web",
+    })
+}
+
+#[tokio::test]
+async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
+    let s = TestServer::start().await;
+    let node = join(&s).await;
+    let register = json!({
+        "name": "web",
+        "owner": "team web",
+        "allowed_digests": [sha('a'), sha('b')],
+        "roles": ["frontend"],
+    });
+    // The app must exist (its id is the document's uid).
+    let (status, body) = s
+        .admin("POST", "/v1/identity/apps", Some(register.clone()))
+        .await;
+    assert_error(status, &body, 404, "not_found");
+    s.create_app("web").await;
+    let (status, issued) = s
+        .admin("POST", "/v1/identity/apps", Some(register.clone()))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(issued["spiffe_id"], "spiffe://daas.local/app/web");
+    assert_eq!(issued["version"], 1);
+    let uid = issued["uid"].as_str().unwrap().to_owned();
+    assert!(uid.starts_with("app_"), "{uid}");
+    let app_doc = issued["document"].as_str().unwrap().to_owned();
+
+    // Offline verification against the published bundle.
+    let (_, bundle_json) = s.admin("GET", "/v1/identity/bundle", None).await;
+    let bundle =
+        DocumentBundle::from_trust_bundle_json(&serde_json::to_vec(&bundle_json).unwrap()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let app = verify_app_document(&app_doc, &bundle, now).unwrap();
+    assert_eq!(app.uid(), uid);
+    assert_eq!(
+        app.metadata(),
+        &AppMetadata {
+            name: "web".into(),
+            owner: "team web".into(),
+            allowed_digests: vec![sha('a'), sha('b')],
+            roles: vec!["frontend".into()],
+        }
+    );
+    assert_eq!(
+        issued["expires_at"].as_i64().unwrap(),
+        app.expires_at().unix_timestamp() * 1000
+    );
+
+    // The node gets an instance document for an allowed binary.
+    let path = "/v1/identity/apps/web/instances";
+    let (status, inst) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(instance_request(&app_doc, &sha('b'))),
+    )
+    .await;
+    assert_eq!(status, 200, "{inst}");
+    let inst_doc = inst["document"].as_str().unwrap();
+    let verified = verify_instance_document(inst_doc, &app, &bundle, now).unwrap();
+    assert_eq!(
+        verified.instance_id(),
+        inst["instance_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        verified.spiffe_id().to_string(),
+        inst["spiffe_id"].as_str().unwrap()
+    );
+    assert_eq!(verified.static_metadata().node_id.to_string(), node.id);
+    assert_eq!(verified.static_metadata().binary_digest, sha('b'));
+
+    // A disallowed digest: 403, audited.
+    let (status, body) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(instance_request(&app_doc, &sha('c'))),
+    )
+    .await;
+    assert_error(status, &body, 403, "forbidden");
+    // A tampered app document, one of another trust domain, or another app's: 400, audited.
+    // One character of the signature changed (not the last, so the base64url stays canonical).
+    let mut tampered = app_doc.clone().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let foreign = TrustDomainCa::new(
+        TrustDomain::new("daas.local").unwrap(),
+        time::Duration::days(1),
+        now,
+    )
+    .unwrap();
+    let (foreign_doc, _) = foreign
+        .issue_app_document(
+            &uid,
+            &AppMetadata {
+                name: "web".into(),
+                owner: "mallory".into(),
+                allowed_digests: vec![sha('c')],
+                roles: vec![],
+            },
+            1,
+            std::time::Duration::from_secs(3600),
+            now,
+        )
+        .unwrap();
+    for (bad, app_path) in [
+        (tampered.as_str(), path),
+        (foreign_doc.as_str(), path),
+        ("not.a.jws", path),
+        (app_doc.as_str(), "/v1/identity/apps/db/instances"),
+    ] {
+        let (status, body) = node_call(
+            &node,
+            &s,
+            "POST",
+            app_path,
+            Some(instance_request(bad, &sha('c'))),
+        )
+        .await;
+        assert_error(status, &body, 400, "malformed_request");
+    }
+    // Offline, the foreign document fails against our bundle, and ours against theirs.
+    assert_eq!(
+        verify_app_document(&foreign_doc, &bundle, now).unwrap_err(),
+        DocumentError::UnknownKey
+    );
+    assert_eq!(
+        verify_app_document(&app_doc, &foreign.document_bundle(now), now).unwrap_err(),
+        DocumentError::UnknownKey
+    );
+    let details = audit_details(&s, "identity.instance.issue").await;
+    assert_eq!(
+        details.iter().filter(|d| d.starts_with("ok")).count(),
+        1,
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.ends_with("not allowed by the app")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("denied app document rejected: signature verification failed")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("denied app document rejected: signed by a key")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d == "denied app document is for another app"),
+        "{details:?}"
+    );
+
+    // Bad input to the admin endpoint; non-admin and non-node callers.
+    for bad in [
+        json!({"name": "web", "owner": "o", "allowed_digests": []}),
+        json!({"name": "web", "owner": "o", "allowed_digests": ["sha256:XYZ"]}),
+        json!({"name": "web", "owner": "", "allowed_digests": [sha('a')]}),
+        json!({"name": "Web", "owner": "o", "allowed_digests": [sha('a')]}),
+        json!({"name": "web", "owner": "o", "allowed_digests": [sha('a')], "version": 0}),
+        json!({"name": "web", "owner": "o", "allowed_digests": [sha('a')], "ttl_secs": 1}),
+        json!({"name": "web", "owner": "o", "allowed_digests": [sha('a')], "extra": 1}),
+    ] {
+        let (status, body) = s
+            .admin("POST", "/v1/identity/apps", Some(bad.clone()))
+            .await;
+        assert_error(status, &body, 400, "malformed_request");
+    }
+    let app_token = s.create_app("other").await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/identity/apps",
+            Some(&app_token),
+            Some(register),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s
+        .call(
+            "POST",
+            path,
+            None,
+            Some(instance_request(&app_doc, &sha('b'))),
+        )
+        .await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let (status, body) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(json!({"app_document": app_doc, "binary_digest": "sha256:x", "pid": 1, "started_at": 0})),
+    )
+    .await;
+    assert_error(status, &body, 400, "malformed_request");
     s.stop().await;
 }
