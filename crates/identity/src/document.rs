@@ -625,6 +625,61 @@ pub fn verify_instance_document(
     })
 }
 
+/// An app document, or an instance document with the app document it is chained to.
+#[derive(Debug, Clone)]
+pub enum VerifiedDocument {
+    /// An app document.
+    App(VerifiedAppDocument),
+    /// An instance document and its app's document.
+    Instance {
+        /// The app document the instance is chained to.
+        app: VerifiedAppDocument,
+        /// The instance document.
+        instance: Box<VerifiedInstanceDocument>,
+    },
+}
+
+impl VerifiedDocument {
+    /// A JSON summary: `{"valid": true, "kind": "app" | "instance", ...}` (for the CLI).
+    pub fn to_json(&self) -> Value {
+        let mut out = match self {
+            Self::App(app) => app.to_json(),
+            Self::Instance { app, instance } => {
+                let mut v = instance.to_json();
+                if let Value::Object(map) = &mut v {
+                    map.insert("app_document".into(), app.to_json());
+                }
+                v
+            }
+        };
+        if let Value::Object(map) = &mut out {
+            map.insert("valid".into(), Value::Bool(true));
+        }
+        out
+    }
+}
+
+/// Verifies `doc` offline: an app document if `app_document` is `None`, otherwise an instance
+/// document chained to `app_document` (which is verified first).
+pub fn verify_document(
+    doc: &str,
+    app_document: Option<&str>,
+    bundle: &DocumentBundle,
+    now: OffsetDateTime,
+) -> Result<VerifiedDocument, DocumentError> {
+    match app_document {
+        None => verify_app_document(doc, bundle, now).map(VerifiedDocument::App),
+        Some(app_doc) => {
+            let app = verify_app_document(app_doc, bundle, now)?;
+            let instance = verify_instance_document(doc, &app, bundle, now)?;
+            Ok(VerifiedDocument::Instance {
+                app,
+                instance: Box::new(instance),
+            })
+        }
+    }
+}
+
 impl TrustDomainCa {
     /// The document keys not expired at `now`, as a bundle.
     pub fn document_bundle(&self, now: OffsetDateTime) -> DocumentBundle {

@@ -234,6 +234,59 @@ fn forged_foreign_expired_and_unchained_documents_fail() {
 }
 
 #[test]
+fn verify_document_reads_the_published_bundle() {
+    let fx = fixture();
+    let published = serde_json::json!({
+        "trust_domain": "spiffe://example.org",
+        "authorities": [],
+        "pem": "",
+        "jwt_authorities": fx.ca.jwt_bundle(t0()).to_jwks_value(),
+        "document_authorities": fx.bundle.to_jwks_value(),
+    });
+    let bundle =
+        DocumentBundle::from_trust_bundle_json(&serde_json::to_vec(&published).unwrap()).unwrap();
+    let app = verify_document(&fx.app_doc, None, &bundle, t0()).unwrap();
+    let summary = app.to_json();
+    assert_eq!(summary["valid"], true);
+    assert_eq!(summary["kind"], "app");
+    assert_eq!(summary["uid"], "app_0123");
+    let inst = verify_document(&fx.inst_doc, Some(&fx.app_doc), &bundle, t0()).unwrap();
+    let summary = inst.to_json();
+    assert_eq!(summary["kind"], "instance");
+    assert_eq!(summary["app_document"]["kind"], "app");
+    assert_eq!(summary["binary_digest"], digest('b'));
+    // An instance document without its app's, or with the wrong one, fails.
+    assert_eq!(
+        verify_document(&fx.inst_doc, None, &bundle, t0()).unwrap_err(),
+        DocumentError::WrongType
+    );
+    assert_eq!(
+        verify_document(&fx.app_doc, Some(&fx.app_doc), &bundle, t0()).unwrap_err(),
+        DocumentError::WrongType
+    );
+    // The JWT keys are not document keys: a bundle whose document set is the JWT set verifies
+    // nothing.
+    let mut swapped = published.clone();
+    swapped["document_authorities"] = published["jwt_authorities"].clone();
+    let swapped =
+        DocumentBundle::from_trust_bundle_json(&serde_json::to_vec(&swapped).unwrap()).unwrap();
+    assert!(swapped.is_empty());
+    assert_eq!(
+        verify_document(&fx.app_doc, None, &swapped, t0()).unwrap_err(),
+        DocumentError::UnknownKey
+    );
+    for bad in [
+        serde_json::json!({"trust_domain": "spiffe://example.org"}),
+        serde_json::json!({"trust_domain": "example.org", "document_authorities": {"keys": []}}),
+        serde_json::json!({"trust_domain": "spiffe://example.org/x", "document_authorities": {"keys": []}}),
+    ] {
+        assert!(
+            DocumentBundle::from_trust_bundle_json(&serde_json::to_vec(&bad).unwrap()).is_err()
+        );
+    }
+}
+
+#[test]
 fn metadata_is_validated() {
     let ca = ca("example.org");
     type Change = Box<dyn Fn(&mut AppMetadata)>;

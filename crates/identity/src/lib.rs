@@ -21,7 +21,8 @@ pub mod svid;
 pub use ca::{CaKeyMaterial, TrustDomainCa};
 pub use document::{
     AppMetadata, DocumentBundle, DocumentError, InstanceDynamic, InstanceStatic,
-    VerifiedAppDocument, VerifiedInstanceDocument, verify_app_document, verify_instance_document,
+    VerifiedAppDocument, VerifiedDocument, VerifiedInstanceDocument, verify_app_document,
+    verify_document, verify_instance_document,
 };
 pub use entry::{EntryId, NewEntry, RegistrationEntry, authorize_svid_request, entries_for};
 pub use error::{
