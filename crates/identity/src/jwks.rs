@@ -237,4 +237,72 @@ mod tests {
         let skipped = r#"{"keys":[{"use":"x509-svid","kty":"EC","x5c":["AA"]},{"use":"jwt-svid","kid":"r","kty":"RSA","n":"AQAB","e":"AQAB"}],"spiffe_sequence":3}"#;
         assert_eq!(Jwks::parse(skipped.as_bytes(), JWT_SVID).unwrap().len(), 0);
     }
+
+    /// JSON values shaped like JWK sets, with members drawn from a small vocabulary so that
+    /// near-valid keys are common.
+    fn jwks_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let x = "KSexBRK64-3c_kZ4KBKLrSkDJpkZ9whgacjE32xzKDg";
+        let y = "x3h5ZOqsAOWSH7FJimD0YGdms9loUAFVjRqXTnNBUT4";
+        let member = prop_oneof![
+            Just(r#""kty":"EC""#.to_owned()),
+            Just(r#""kty":"OKP""#.to_owned()),
+            Just(r#""crv":"P-256""#.to_owned()),
+            Just(r#""crv":"Ed25519""#.to_owned()),
+            Just(format!(r#""x":"{x}""#)),
+            Just(format!(r#""y":"{y}""#)),
+            Just(r#""use":"jwt-svid""#.to_owned()),
+            Just(r#""use":"daas-document""#.to_owned()),
+            Just(r#""use":"x509-svid""#.to_owned()),
+            "[a-z]{1,3}".prop_map(|k| format!(r#""kid":"{k}""#)),
+            Just(r#""d":"AA""#.to_owned()),
+            Just(r#""alg":"ES256""#.to_owned()),
+        ];
+        // A valid key's members, each kept with probability 0.9, plus up to two others.
+        let base = vec![
+            r#""kty":"EC""#.to_owned(),
+            r#""crv":"P-256""#.to_owned(),
+            format!(r#""x":"{x}""#),
+            format!(r#""y":"{y}""#),
+            r#""use":"jwt-svid""#.to_owned(),
+        ];
+        let key = (
+            proptest::collection::vec(proptest::bool::weighted(0.9), 5),
+            "[a-z]{1,3}",
+            proptest::collection::vec(member, 0..3),
+        )
+            .prop_map(move |(keep, kid, extra)| {
+                let mut members: Vec<String> = base
+                    .iter()
+                    .zip(keep)
+                    .filter(|(_, k)| *k)
+                    .map(|(m, _)| m.clone())
+                    .collect();
+                members.push(format!(r#""kid":"{kid}""#));
+                members.extend(extra);
+                format!("{{{}}}", members.join(","))
+            });
+        proptest::collection::vec(key, 0..4)
+            .prop_map(|keys| format!(r#"{{"keys":[{}]}}"#, keys.join(",")))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_parse_never_panics_and_round_trips(text in jwks_like(), raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = Jwks::parse(&raw, JWT_SVID);
+            for purpose in [JWT_SVID, DOCUMENT] {
+                if let Ok(parsed) = Jwks::parse(text.as_bytes(), purpose) {
+                    let again = Jwks::parse(
+                        &serde_json::to_vec(&parsed.to_value()).unwrap(),
+                        purpose,
+                    )
+                    .unwrap();
+                    proptest::prop_assert_eq!(&again.keys, &parsed.keys);
+                    for (_, jwk) in &parsed.keys {
+                        proptest::prop_assert_eq!(jwk.alg(), purpose.alg);
+                    }
+                }
+            }
+        }
+    }
 }
