@@ -28,9 +28,10 @@ pub struct AppRegisterArgs {
     /// A role of the app (repeatable)
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
-    /// Document version (default 1); increment it when re-issuing
-    #[arg(long)]
-    pub version: Option<u64>,
+    /// Document version (default 1); increment it when re-issuing (`--version` is the
+    /// program's own flag)
+    #[arg(long, value_name = "N")]
+    pub doc_version: Option<u64>,
     /// Document lifetime (default 30d, at most 90d)
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub ttl: Option<Duration>,
@@ -60,13 +61,18 @@ pub async fn app_register(client: &daas_sdk::Client, args: &AppRegisterArgs) -> 
         owner: args.owner.clone(),
         allowed_digests: args.digests.clone(),
         roles: args.roles.clone(),
-        version: args.version,
+        version: args.doc_version,
         ttl_secs: args.ttl.map(|d| d.as_secs()),
     };
-    let issued = client
-        .app_identity_register(&request)
-        .await
-        .context("cannot register the app's identity")?;
+    let issued = match client.app_identity_register(&request).await {
+        Ok(issued) => issued,
+        Err(e) if e.code() == Some("not_found") => bail!(
+            "no app named {:?}: create it first with `daas app create {}`",
+            args.name,
+            args.name
+        ),
+        Err(e) => return Err(e).context("cannot register the app's identity"),
+    };
     if let Some(path) = &args.out {
         std::fs::write(path, format!("{}\n", issued.document))
             .with_context(|| format!("cannot write {}", path.display()))?;
