@@ -1,13 +1,18 @@
 //! Everything the identity engine parses from untrusted peers, on arbitrary input: SPIFFE IDs
 //! and selectors (API bodies), PKCS#10 CSRs (nodes), X.509-SVID chains (TLS client
-//! certificates), and stored CA material (the database). Never panics; never issues an SVID for
-//! a CSR whose signature does not verify; never verifies a chain the fixed CA did not sign.
+//! certificates), stored CA material (the database), JWT-SVIDs and JWK sets (relying parties,
+//! sensors) and identity documents and trust bundle files (`daas identity verify`). Never panics;
+//! never issues an SVID for a CSR whose signature does not verify; never verifies a chain, a
+//! JWT-SVID or a document the fixed CA did not sign.
 #![no_main]
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use daas_identity::{CaKeyMaterial, Selector, SpiffeId, TrustDomainCa, verify_x509_svid};
+use daas_identity::{
+    CaKeyMaterial, DocumentBundle, JwtBundle, JwtBundleSet, Selector, SpiffeId, TrustDomainCa,
+    validate_jwt_svid, verify_app_document, verify_x509_svid,
+};
 use libfuzzer_sys::fuzz_target;
 use rustls_pki_types::CertificateDer;
 
@@ -31,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let now = time::OffsetDateTime::now_utc();
-    match selector % 5 {
+    match selector % 10 {
         0 => {
             if let Ok(id) = String::from_utf8_lossy(rest).parse::<SpiffeId>() {
                 // Canonical: what parses prints back identically and parses again.
@@ -63,6 +68,37 @@ fuzz_target!(|data: &[u8]| {
                 verify_x509_svid(&chain, bundle, now).is_err(),
                 "a chain the fuzzer made verified against a CA it does not have"
             );
+        }
+        5 => {
+            let (ca, _) = ca();
+            let mut set = JwtBundleSet::new();
+            set.insert(ca.jwt_bundle(now));
+            assert!(
+                validate_jwt_svid(&String::from_utf8_lossy(rest), "aud", &set, now).is_err(),
+                "a jwt-svid the fuzzer made validated against a key it does not have"
+            );
+        }
+        6 => {
+            if let Ok(b) = JwtBundle::from_jwks_json("fuzz.example".parse().expect("td"), rest) {
+                // What parses serializes to a set that parses to the same keys.
+                let again = JwtBundle::from_jwks_json(
+                    "fuzz.example".parse().expect("td"),
+                    b.to_jwks_json().as_bytes(),
+                )
+                .expect("round trip");
+                assert!(again.kids().eq(b.kids()));
+            }
+        }
+        7 => {
+            let (ca, _) = ca();
+            assert!(
+                verify_app_document(&String::from_utf8_lossy(rest), &ca.document_bundle(now), now)
+                    .is_err(),
+                "a document the fuzzer made verified against a key it does not have"
+            );
+        }
+        8 => {
+            let _ = DocumentBundle::from_trust_bundle_json(rest);
         }
         _ => {
             let _ = TrustDomainCa::import(

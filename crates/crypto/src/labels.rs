@@ -8,3 +8,5 @@ pub const STORAGE_KEY_CHECK_V1: &[u8] = b"daas storage key check v1";
 pub const AUDIT_CHAIN_V1: &[u8] = b"daas audit chain v1";
 pub const AUDIT_VALUE_V1: &[u8] = b"daas audit value v1";
 pub const TOKEN_HASH_V1: &[u8] = b"daas token hash v1";
+pub const IDENTITY_INSTANCE_ID_V1: &[u8] = b"daas identity instance id v1";
+pub const IDENTITY_APP_DOCUMENT_DIGEST_V1: &[u8] = b"daas identity app document digest v1";

@@ -10,6 +10,11 @@
 //!   SANs or a longer lifetime.
 //! - Rotation keeps the previous authority in the bundle until it expires, so SVIDs it issued keep
 //!   verifying during the overlap (they are short-lived, the authority long-lived).
+//! - Each authority generation also has two token keys, never the X.509 CA key reused across
+//!   protocols: an ES256 key for JWT-SVIDs and an Ed25519 key for identity documents. They are
+//!   created, rotated and pruned with the X.509 authority and have its validity window, so the
+//!   JWK sets in the bundle overlap exactly as the certificates do. Their `kid` is the RFC 7638
+//!   thumbprint of the public key.
 
 use std::time::Duration;
 
@@ -41,8 +46,18 @@ pub const MAX_CA_LIFETIME: time::Duration = time::Duration::days(3650);
 /// Longest SVID lifetime the CA will sign (node SVIDs may outlive workload ones, which
 /// registration entries cap at 24 h).
 pub const MAX_SVID_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Format tag of [`CaKeyMaterial`].
-const MATERIAL_MAGIC: &[u8; 8] = b"DAASCA\x00\x01";
+/// Format tag of version-1 [`CaKeyMaterial`]: X.509 authorities only. Still imported: the token
+/// keys are then generated and [`TrustDomainCa::was_upgraded`] tells the caller to store again.
+const MATERIAL_MAGIC_V1: &[u8; 8] = b"DAASCA\x00\x01";
+/// Format tag of version-2 [`CaKeyMaterial`]: version 1 followed by the JWT-SVID keys and the
+/// identity-document keys.
+const MATERIAL_MAGIC: &[u8; 8] = b"DAASCA\x00\x02";
+/// Longest JWT-SVID lifetime the CA will sign.
+pub const MAX_JWT_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most audience values in one JWT-SVID.
+pub const MAX_JWT_AUDIENCES: usize = 16;
+/// Longest audience value, in bytes.
+pub const MAX_JWT_AUDIENCE_LEN: usize = 256;
 
 /// An ECDSA P-256 signing key that rcgen can use, without rcgen holding key bytes.
 struct CaSigner {
@@ -143,6 +158,110 @@ fn uri_san(id: &SpiffeId) -> Result<SanType, InternalError> {
     Ia5String::try_from(id.to_string())
         .map(SanType::URI)
         .map_err(|_| InternalError::CertificateGeneration)
+}
+
+/// A token-signing key (JWT-SVID or identity document) with the validity window of the X.509
+/// authority it was created with.
+pub(crate) struct TokenKey {
+    pub(crate) key: daas_token::SigningKey,
+    pub(crate) kid: String,
+    pub(crate) not_before: OffsetDateTime,
+    pub(crate) not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("kid", &self.kid)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKey {
+    fn generate(
+        alg: daas_token::Alg,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Self, InternalError> {
+        let key = daas_token::SigningKey::generate(alg).map_err(|_| InternalError::Crypto)?;
+        Ok(Self::with_window(key, not_before, not_after))
+    }
+
+    fn with_window(
+        key: daas_token::SigningKey,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Self {
+        let kid = key.public_jwk().thumbprint();
+        Self {
+            key,
+            kid,
+            not_before,
+            not_after,
+        }
+    }
+
+    pub(crate) fn valid_at(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+
+    fn export(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let pkcs8 = self.key.to_pkcs8().map_err(|_| InternalError::Crypto)?;
+        push_chunk(out, &pkcs8)?;
+        push_chunk(out, &self.not_before.unix_timestamp().to_be_bytes())?;
+        push_chunk(out, &self.not_after.unix_timestamp().to_be_bytes())?;
+        Ok(())
+    }
+
+    fn import(r: &mut Reader<'_>, alg: daas_token::Alg) -> Result<Self, CallerError> {
+        let bad = CallerError::KeyMaterial;
+        let pkcs8 = r.chunk().ok_or(bad("truncated"))?;
+        let key = daas_token::SigningKey::from_pkcs8(alg, pkcs8)
+            .map_err(|_| bad("token key is not a pkcs#8 key of its algorithm"))?;
+        let mut time = || {
+            r.chunk()
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(i64::from_be_bytes)
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                .ok_or(bad("token key validity is malformed"))
+        };
+        let not_before = time()?;
+        let not_after = time()?;
+        if not_before >= not_after {
+            return Err(bad("token key validity is empty"));
+        }
+        Ok(Self::with_window(key, not_before, not_after))
+    }
+}
+
+/// Reads a `u32` count chunk and checks it is in `1..=64`.
+fn read_count(r: &mut Reader<'_>) -> Result<u32, CallerError> {
+    let bad = CallerError::KeyMaterial;
+    let count = r
+        .chunk()
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or(bad("truncated"))?;
+    if count == 0 || count > 64 {
+        return Err(bad("key count out of range"));
+    }
+    Ok(count)
+}
+
+fn push_count(out: &mut Vec<u8>, n: usize) -> Result<(), InternalError> {
+    push_chunk(out, &u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes())
+}
+
+/// Removes expired keys except the last (active) one.
+fn prune_keys<T>(keys: &mut Vec<T>, now: OffsetDateTime, not_after: impl Fn(&T) -> OffsetDateTime) {
+    let last = keys.len().saturating_sub(1);
+    let mut i = 0;
+    keys.retain(|k| {
+        let keep = i == last || now < not_after(k);
+        i += 1;
+        keep
+    });
 }
 
 impl Authority {
@@ -285,6 +404,12 @@ pub struct TrustDomainCa {
     ca_lifetime: time::Duration,
     /// Oldest first; never empty.
     authorities: Vec<Authority>,
+    /// ES256 JWT-SVID keys, oldest first; never empty.
+    jwt_keys: Vec<TokenKey>,
+    /// Ed25519 identity-document keys, oldest first; never empty.
+    document_keys: Vec<TokenKey>,
+    /// Imported from version-1 material: the token keys are new and must be stored.
+    upgraded: bool,
 }
 
 fn check_lifetime(lifetime: time::Duration) -> Result<(), CallerError> {
@@ -307,11 +432,22 @@ impl TrustDomainCa {
     ) -> Result<Self, Error> {
         check_lifetime(ca_lifetime)?;
         let first = Authority::generate(&trust_domain, ca_lifetime, now)?;
+        let (jwt, document) = token_keys_for(&first)?;
         Ok(Self {
             trust_domain,
             ca_lifetime,
             authorities: vec![first],
+            jwt_keys: vec![jwt],
+            document_keys: vec![document],
+            upgraded: false,
         })
+    }
+
+    /// Whether this CA was imported from material of an older format and got new keys on the
+    /// way (JWT-SVID and document keys): store [`TrustDomainCa::export`] again, or every
+    /// replica would generate different ones.
+    pub fn was_upgraded(&self) -> bool {
+        self.upgraded
     }
 
     /// The trust domain this CA is authoritative for.
@@ -343,11 +479,24 @@ impl TrustDomainCa {
             .expect("a ca always has an active authority")
     }
 
+    /// The JWT-SVID keys, oldest first (the last one signs); never empty.
+    pub(crate) fn jwt_keys(&self) -> &[TokenKey] {
+        &self.jwt_keys
+    }
+
+    /// The identity-document keys, oldest first (the last one signs); never empty.
+    pub(crate) fn document_keys(&self) -> &[TokenKey] {
+        &self.document_keys
+    }
+
     /// Creates a new active authority; previous ones stay in the bundle until they expire, so
     /// SVIDs they issued keep verifying.
     pub fn rotate(&mut self, now: OffsetDateTime) -> Result<(), Error> {
         let next = Authority::generate(&self.trust_domain, self.ca_lifetime, now)?;
+        let (jwt, document) = token_keys_for(&next)?;
         self.authorities.push(next);
+        self.jwt_keys.push(jwt);
+        self.document_keys.push(document);
         tracing::info!(trust_domain = %self.trust_domain, "rotated trust domain ca");
         Ok(())
     }
@@ -356,13 +505,9 @@ impl TrustDomainCa {
     /// well-formed; issuing with it fails until the next rotation). Returns how many were removed.
     pub fn prune(&mut self, now: OffsetDateTime) -> usize {
         let before = self.authorities.len();
-        let last = before.saturating_sub(1);
-        let mut i = 0;
-        self.authorities.retain(|a| {
-            let keep = i == last || now < a.not_after;
-            i += 1;
-            keep
-        });
+        prune_keys(&mut self.authorities, now, |a| a.not_after);
+        prune_keys(&mut self.jwt_keys, now, |k| k.not_after);
+        prune_keys(&mut self.document_keys, now, |k| k.not_after);
         before - self.authorities.len()
     }
 
@@ -388,7 +533,8 @@ impl TrustDomainCa {
                 .authorities
                 .iter()
                 .map(|a| a.cert.len() + 512)
-                .sum::<usize>(),
+                .sum::<usize>()
+                + 256 * (self.jwt_keys.len() + self.document_keys.len()),
         ));
         out.extend_from_slice(MATERIAL_MAGIC);
         push_chunk(&mut out, self.trust_domain.as_str().as_bytes())?;
@@ -403,6 +549,12 @@ impl TrustDomainCa {
             push_chunk(&mut out, &pkcs8)?;
             push_chunk(&mut out, &a.cert)?;
         }
+        for keys in [&self.jwt_keys, &self.document_keys] {
+            push_count(&mut out, keys.len())?;
+            for k in keys {
+                k.export(&mut out)?;
+            }
+        }
         Ok(CaKeyMaterial(out))
     }
 
@@ -412,7 +564,9 @@ impl TrustDomainCa {
         check_lifetime(ca_lifetime)?;
         let bad = |m| Error::Caller(CallerError::KeyMaterial(m));
         let mut r = Reader(material.as_bytes());
-        if r.take(MATERIAL_MAGIC.len()) != Some(MATERIAL_MAGIC.as_slice()) {
+        let magic = r.take(MATERIAL_MAGIC.len());
+        let v1 = magic == Some(MATERIAL_MAGIC_V1.as_slice());
+        if !v1 && magic != Some(MATERIAL_MAGIC.as_slice()) {
             return Err(bad("unknown format"));
         }
         let td = r
@@ -420,20 +574,35 @@ impl TrustDomainCa {
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or(bad("truncated"))?;
         let trust_domain = TrustDomain::new(td).map_err(|_| bad("invalid trust domain"))?;
-        let count = r
-            .chunk()
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_be_bytes)
-            .ok_or(bad("truncated"))?;
-        if count == 0 || count > 64 {
-            return Err(bad("authority count out of range"));
-        }
+        let count = read_count(&mut r)?;
         let mut authorities = Vec::new();
         for _ in 0..count {
             let key = r.chunk().ok_or(bad("truncated"))?;
             let cert = r.chunk().ok_or(bad("truncated"))?;
             authorities.push(Authority::restore(&trust_domain, key, cert)?);
         }
+        let (jwt_keys, document_keys) = if v1 {
+            // Version 1 had no token keys: create them for the active authority's window.
+            let active = authorities.last().ok_or(bad("no authority"))?;
+            let (jwt, document) = token_keys_for(active)?;
+            (vec![jwt], vec![document])
+        } else {
+            let mut sets = [Vec::new(), Vec::new()];
+            for (keys, alg) in sets
+                .iter_mut()
+                .zip([daas_token::Alg::Es256, daas_token::Alg::EdDsa])
+            {
+                for _ in 0..read_count(&mut r)? {
+                    let key = TokenKey::import(&mut r, alg)?;
+                    if keys.iter().any(|k: &TokenKey| k.kid == key.kid) {
+                        return Err(bad("duplicate token key"));
+                    }
+                    keys.push(key);
+                }
+            }
+            let [jwt, document] = sets;
+            (jwt, document)
+        };
         if !r.0.is_empty() {
             return Err(bad("trailing bytes"));
         }
@@ -441,6 +610,9 @@ impl TrustDomainCa {
             trust_domain,
             ca_lifetime,
             authorities,
+            jwt_keys,
+            document_keys,
+            upgraded: v1,
         })
     }
 
@@ -510,6 +682,22 @@ impl TrustDomainCa {
             not_after,
         ))
     }
+}
+
+/// Fresh JWT-SVID and document keys with the validity window of `authority`.
+fn token_keys_for(authority: &Authority) -> Result<(TokenKey, TokenKey), InternalError> {
+    Ok((
+        TokenKey::generate(
+            daas_token::Alg::Es256,
+            authority.not_before,
+            authority.not_after,
+        )?,
+        TokenKey::generate(
+            daas_token::Alg::EdDsa,
+            authority.not_before,
+            authority.not_after,
+        )?,
+    ))
 }
 
 /// Parses a DER PKCS#10 CSR, verifies its self-signature and returns its public key if it is

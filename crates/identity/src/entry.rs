@@ -170,7 +170,7 @@ impl From<RegistrationEntry> for EntryRepr {
     }
 }
 
-fn validate_role(role: &str) -> Result<(), EntryError> {
+pub(crate) fn validate_role(role: &str) -> Result<(), EntryError> {
     let ok = (1..=64).contains(&role.len())
         && role
             .bytes()

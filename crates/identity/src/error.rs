@@ -295,6 +295,12 @@ pub enum CallerError {
     /// The trust bundle is empty or inconsistent.
     #[error("invalid trust bundle: {0}")]
     Bundle(&'static str),
+    /// A JWT-SVID audience list out of bounds.
+    #[error("invalid audience: {0}")]
+    Audience(&'static str),
+    /// Identity-document metadata out of bounds.
+    #[error("invalid identity document metadata: {0}")]
+    Document(&'static str),
 }
 
 /// A fault of ours or of a dependency (certificate generation, random number generator).

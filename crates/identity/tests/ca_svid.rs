@@ -490,15 +490,68 @@ fn corrupted_key_material_is_rejected() {
     // Key of one CA with the certificate of another: mismatch detected.
     let other = self::ca("example.org", now);
     let other_cert = other.active_certificate();
-    let cert_len = ca.active_certificate().len();
-    let mut spliced = bytes[..bytes.len() - cert_len - 4].to_vec();
+    let cert: &[u8] = ca.active_certificate();
+    let at = bytes.windows(cert.len()).position(|w| w == cert).unwrap();
+    let mut spliced = bytes[..at - 4].to_vec();
     spliced.extend_from_slice(&u32::try_from(other_cert.len()).unwrap().to_be_bytes());
     spliced.extend_from_slice(other_cert);
+    spliced.extend_from_slice(&bytes[at + cert.len()..]);
     let res = import(spliced);
     assert!(
         matches!(res, Err(Error::Caller(CallerError::KeyMaterial(_)))),
         "{res:?}"
     );
+}
+
+/// Version-1 material (before JWT-SVID and document keys): the prefix of version 2 up to the
+/// end of the X.509 authorities, under the old format tag.
+fn as_version_1(v2: &[u8]) -> Vec<u8> {
+    let mut at = 8;
+    let chunk = |at: &mut usize| {
+        let n = u32::from_be_bytes(v2[*at..*at + 4].try_into().unwrap()) as usize;
+        *at += 4 + n;
+        n
+    };
+    chunk(&mut at); // trust domain
+    let count_at = at + 4;
+    chunk(&mut at);
+    let count = u32::from_be_bytes(v2[count_at..count_at + 4].try_into().unwrap());
+    for _ in 0..2 * count {
+        chunk(&mut at);
+    }
+    let mut v1 = b"DAASCA\x00\x01".to_vec();
+    v1.extend_from_slice(&v2[8..at]);
+    v1
+}
+
+#[test]
+fn version_1_material_imports_with_new_token_keys_to_store() {
+    let now = t0();
+    let mut ca = ca("example.org", now);
+    ca.rotate(now + time::Duration::days(1)).unwrap();
+    let v2 = ca.export().unwrap().as_bytes().to_vec();
+    assert_eq!(&v2[..8], b"DAASCA\x00\x02");
+    let life = time::Duration::days(30);
+    let upgraded =
+        TrustDomainCa::import(&CaKeyMaterial::from_bytes(as_version_1(&v2)), life).unwrap();
+    assert!(upgraded.was_upgraded());
+    let at = now + time::Duration::days(2);
+    assert_eq!(upgraded.bundle(at), ca.bundle(at));
+    assert_eq!(upgraded.authority_count(), 2);
+    // New token keys (one generation, for the active authority), kept by the next export.
+    let jwt = upgraded.jwt_bundle(at);
+    assert_eq!(jwt.len(), 1);
+    assert!(jwt.kids().all(|k| ca.jwt_bundle(at).kids().all(|o| o != k)));
+    let stored = TrustDomainCa::import(&upgraded.export().unwrap(), life).unwrap();
+    assert!(!stored.was_upgraded());
+    assert_eq!(stored.jwt_bundle(at).to_jwks_json(), jwt.to_jwks_json());
+    // A v1 prefix with v2's tag is truncated, and v2 with v1's tag has trailing bytes.
+    let mut bad = as_version_1(&v2);
+    bad[7] = 2;
+    assert!(TrustDomainCa::import(&CaKeyMaterial::from_bytes(bad), life).is_err());
+    let mut bad = v2.clone();
+    bad[7] = 1;
+    assert!(TrustDomainCa::import(&CaKeyMaterial::from_bytes(bad), life).is_err());
 }
 
 #[test]

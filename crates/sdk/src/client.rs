@@ -754,6 +754,22 @@ impl Client {
         self.send_json(self.request(Method::GET, "/v1/audit/verify"))
             .await
     }
+
+    // ------------------------------------------------------------------ identity documents (admin)
+
+    /// Issue (or re-issue) an app's identity document (`POST /v1/identity/apps`).
+    pub async fn app_identity_register(
+        &self,
+        request: &crate::types::AppIdentityRequest,
+    ) -> Result<crate::types::AppIdentityDocument> {
+        if request.allowed_digests.is_empty() {
+            return Err(Error::invalid_input(
+                "an app identity needs at least one allowed binary digest (sha256:HEX)",
+            ));
+        }
+        self.send_json(self.json_request(Method::POST, "/v1/identity/apps", request, 512)?)
+            .await
+    }
 }
 
 /// Rough JSON size of the options, to pre-size request buffers.

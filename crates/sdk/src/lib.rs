@@ -32,3 +32,4 @@ pub use types::{
     JoinToken, NewEntry, ObjectInfo, ObjectMode, SealStatus, SecretInfo, SecretStored, SecretValue,
     TrustBundle,
 };
+pub use types::{AppIdentityDocument, AppIdentityRequest};

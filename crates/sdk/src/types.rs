@@ -197,7 +197,7 @@ pub struct NewEntry {
     pub allow_without_digest: bool,
 }
 
-/// `GET /v1/identity/bundle`: the trust domain's CA certificates.
+/// `GET /v1/identity/bundle`: the trust domain's CA certificates and token keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TrustBundle {
     /// `spiffe://<trust domain>`.
@@ -205,6 +205,42 @@ pub struct TrustBundle {
     /// DER certificates, base64url.
     pub authorities: Vec<String>,
     pub pem: String,
+    /// JWT-SVID keys: a JWK set (`{"keys": [...]}`, each with `kid` and `use: "jwt-svid"`).
+    #[serde(default)]
+    pub jwt_authorities: serde_json::Value,
+    /// Identity-document keys: a JWK set (each with `kid` and `use: "daas-document"`).
+    #[serde(default)]
+    pub document_authorities: serde_json::Value,
+}
+
+/// What `POST /v1/identity/apps` takes: an app's identity-document metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AppIdentityRequest {
+    /// An app created with [`crate::Client::app_create`].
+    pub name: String,
+    pub owner: String,
+    /// `sha256:<64 lowercase hex>` digests of the binaries allowed to run as the app.
+    pub allowed_digests: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// `POST /v1/identity/apps`: the app's signed identity document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppIdentityDocument {
+    /// `spiffe://<trust domain>/app/<name>`.
+    pub spiffe_id: String,
+    /// The app's stable id (its id from `POST /v1/apps`).
+    pub uid: String,
+    pub version: u64,
+    /// Compact JWS (EdDSA, `typ: daas-app+jwt`).
+    pub document: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
 }
 
 #[cfg(test)]

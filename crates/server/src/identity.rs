@@ -29,6 +29,8 @@ use crate::state::{AppState, Engine, event};
 pub const DEFAULT_TRUST_DOMAIN: &str = "daas.local";
 /// Lifetime of a trust-domain CA; it is rotated at half-life (with overlap in the bundle).
 const CA_LIFETIME: time::Duration = time::Duration::days(90);
+/// Lifetime of a JWT-SVID (bearer tokens: kept short).
+const JWT_SVID_TTL: Duration = Duration::from_secs(300);
 /// Lifetime of a node SVID; sensors renew at half-life.
 const NODE_SVID_TTL: Duration = Duration::from_secs(3600);
 /// Join tokens: default and longest lifetime.
@@ -62,7 +64,33 @@ impl Identity {
         let (mut ca, created) = match stored {
             Some(material) => {
                 let material = daas_identity::CaKeyMaterial::from_bytes(material.to_vec());
-                let ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                let mut ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                if ca.was_upgraded() {
+                    // Stored before JWT-SVID and document keys existed: store the keys just
+                    // made, then use what is stored (known gap: like rotation, not yet a
+                    // compare-and-swap between replicas starting at once).
+                    let material = ca.export().map_err(internal)?;
+                    engine
+                        .store
+                        .put_identity_ca(
+                            material.as_bytes(),
+                            &event(
+                                "server",
+                                "identity.ca.upgrade",
+                                &trust_domain.to_string(),
+                                "ok",
+                                "added jwt-svid and document signing keys",
+                            ),
+                        )
+                        .await?;
+                    let material = engine
+                        .store
+                        .get_identity_ca()
+                        .await?
+                        .ok_or(ApiError::Internal)?;
+                    let material = daas_identity::CaKeyMaterial::from_bytes(material.to_vec());
+                    ca = TrustDomainCa::import(&material, CA_LIFETIME).map_err(internal)?;
+                }
                 if ca.trust_domain() != &trust_domain {
                     tracing::error!(
                         stored = %ca.trust_domain(),
@@ -144,22 +172,44 @@ pub(crate) struct BundleResponse {
     /// DER certificates, base64url.
     authorities: Vec<String>,
     pem: String,
+    /// JWT-SVID keys: a JWK set, each key with `kid` and `use: "jwt-svid"`.
+    jwt_authorities: serde_json::Value,
+    /// Identity-document keys: a JWK set, each key with `kid` and `use: "daas-document"`.
+    document_authorities: serde_json::Value,
 }
 
-/// `GET /v1/identity/bundle`: the CA certificates a verifier of this trust domain trusts.
+async fn bundle_response(identity: &Identity) -> BundleResponse {
+    let now = time::OffsetDateTime::now_utc();
+    let ca = identity.ca.read().await;
+    BundleResponse {
+        trust_domain: identity.trust_domain.id().to_string(),
+        authorities: ca.bundle(now).iter().map(|c| b64u(c.as_ref())).collect(),
+        pem: ca.bundle_pem(now),
+        jwt_authorities: ca.jwt_bundle(now).to_jwks_value(),
+        document_authorities: ca.document_bundle(now).to_jwks_value(),
+    }
+}
+
+/// `GET /v1/identity/bundle`: the CA certificates and token keys a verifier of this trust
+/// domain trusts.
 pub async fn bundle(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<BundleResponse>, ApiError> {
     let engine = state.engine()?;
     let identity = engine.identity().await?;
-    let now = time::OffsetDateTime::now_utc();
-    let ca = identity.ca.read().await;
-    Ok(Json(BundleResponse {
-        trust_domain: identity.trust_domain.id().to_string(),
-        authorities: ca.bundle(now).iter().map(|c| b64u(c.as_ref())).collect(),
-        pem: ca.bundle_pem(now),
-    }))
+    Ok(Json(bundle_response(identity).await))
+}
+
+/// `GET /v1/identity/node/bundle` (node): the same bundle, for a sensor (which has no bearer
+/// token).
+pub async fn node_bundle(
+    State(state): State<AppState>,
+    _node: NodeCaller,
+) -> Result<Json<BundleResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    Ok(Json(bundle_response(identity).await))
 }
 
 // ---------------------------------------------------------------- entries
@@ -687,6 +737,90 @@ pub async fn issue_workload_svid(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct JwtSvidRequest {
+    spiffe_id: String,
+    /// What the node's attestation of the workload found.
+    selectors: Vec<String>,
+    /// 1..=16 values, each 1..=256 printable characters.
+    audience: Vec<String>,
+}
+
+/// Holds a bearer token: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct JwtSvidResponse {
+    spiffe_id: String,
+    token: String,
+    expires_at: i64,
+}
+
+/// `POST /v1/identity/node/jwt-svids` (node): a JWT-SVID for a workload the node attested,
+/// authorised exactly like an X.509-SVID.
+pub async fn issue_workload_jwt_svid(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    ApiJson(req): ApiJson<JwtSvidRequest>,
+) -> Result<Json<JwtSvidResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let requested = parse_id("spiffe_id", &req.spiffe_id)?;
+    let selectors = parse_selectors(&req.selectors)?;
+    daas_identity::jwt_svid::check_audiences(&req.audience)
+        .map_err(|e| ApiError::Malformed(format!("audience: {e}")))?;
+    let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let node_name = node.id.to_string();
+    let action = "identity.jwt_svid.issue";
+    let entry =
+        match daas_identity::authorize_svid_request(&entries, &node.id, &requested, &selectors) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                engine
+                    .audit(
+                        &node_name,
+                        action,
+                        &requested.to_string(),
+                        "denied",
+                        &reason.to_string(),
+                    )
+                    .await?;
+                return Err(ApiError::Forbidden);
+            }
+        };
+    let now = time::OffsetDateTime::now_utc();
+    let (token, expires_at) = identity
+        .ca
+        .read()
+        .await
+        .issue_jwt_svid_with_expiry(&requested, &req.audience, JWT_SVID_TTL, now)
+        .map_err(|e| match e {
+            daas_identity::Error::Caller(daas_identity::CallerError::Audience(m)) => {
+                ApiError::Malformed(format!("audience: {m}"))
+            }
+            other => internal(other),
+        })?;
+    // Audience values are printable (checked above); bound the detail's size.
+    let audience: String = req.audience.join(",").chars().take(256).collect();
+    engine
+        .audit(
+            &node_name,
+            action,
+            &requested.to_string(),
+            "ok",
+            &format!("entry {}, audience {audience}", entry.id().as_str()),
+        )
+        .await?;
+    Ok(Json(JwtSvidResponse {
+        spiffe_id: requested.to_string(),
+        token,
+        expires_at: expires_at.unix_timestamp().saturating_mul(1000),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RenewRequest {
     csr: String,
 }
@@ -756,4 +890,241 @@ pub async fn report_denial(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- identity documents
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterAppRequest {
+    /// An app created with `POST /v1/apps`: its id is the document's stable uid.
+    name: String,
+    owner: String,
+    /// `sha256:<64 lowercase hex>` digests of the binaries that may run as the app.
+    allowed_digests: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    /// Default 1; the caller increments it on re-issue (not yet stored: docs/identity.md).
+    version: Option<u64>,
+    /// Default 30 days, at most 90.
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AppDocumentResponse {
+    spiffe_id: String,
+    uid: String,
+    version: u64,
+    document: String,
+    expires_at: i64,
+}
+
+fn document_error(e: daas_identity::Error) -> ApiError {
+    match e {
+        daas_identity::Error::Caller(
+            c @ (daas_identity::CallerError::Document(_) | daas_identity::CallerError::Ttl(_)),
+        ) => ApiError::Malformed(c.to_string()),
+        other => internal(other),
+    }
+}
+
+/// `POST /v1/identity/apps` (admin): issues (or re-issues) the identity document of an app
+/// created with `POST /v1/apps`.
+pub async fn register_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RegisterAppRequest>,
+) -> Result<(StatusCode, Json<AppDocumentResponse>), ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let identity = engine.identity().await?;
+    let metadata = daas_identity::AppMetadata {
+        name: req.name,
+        owner: req.owner,
+        allowed_digests: req.allowed_digests,
+        roles: req.roles,
+    };
+    metadata
+        .validate()
+        .map_err(|e| ApiError::Malformed(e.to_string()))?;
+    let version = req.version.unwrap_or(1);
+    let ttl = req.ttl_secs.map_or(
+        daas_identity::document::DEFAULT_APP_DOCUMENT_TTL,
+        Duration::from_secs,
+    );
+    let app = match engine.store.get_app_by_name(&metadata.name).await {
+        Ok(app) => app,
+        Err(daas_store::StoreError::NotFound) => return Err(ApiError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let (document, verified) = identity
+        .ca
+        .read()
+        .await
+        .issue_app_document(&app.id, &metadata, version, ttl, now)
+        .map_err(document_error)?;
+    engine
+        .audit(
+            &caller.name,
+            "identity.app.register",
+            &verified.spiffe_id().to_string(),
+            "ok",
+            &format!(
+                "version {version}, {} allowed digests, expires {}",
+                metadata.allowed_digests.len(),
+                verified.expires_at().unix_timestamp()
+            ),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AppDocumentResponse {
+            spiffe_id: verified.spiffe_id().to_string(),
+            uid: verified.uid().to_owned(),
+            version,
+            document,
+            expires_at: verified.expires_at().unix_timestamp().saturating_mul(1000),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InstanceDocumentRequest {
+    /// The app's current identity document (from `POST /v1/identity/apps`).
+    app_document: String,
+    /// `sha256:<hex>` of the instance's binary (the sensor's attestation).
+    binary_digest: String,
+    /// Process id and start time (Unix ms) of the instance on the node.
+    pid: u32,
+    started_at: i64,
+    /// The workload's SPIFFE ID, if it has one.
+    workload_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct InstanceDocumentResponse {
+    spiffe_id: String,
+    instance_id: String,
+    document: String,
+    expires_at: i64,
+}
+
+/// `POST /v1/identity/apps/{app}/instances` (node): an instance document for a workload the
+/// node attested, chained to the app's document, if the app allows the instance's binary.
+pub async fn issue_instance_document(
+    State(state): State<AppState>,
+    node: NodeCaller,
+    Path(app_name): Path<String>,
+    ApiJson(req): ApiJson<InstanceDocumentRequest>,
+) -> Result<Json<InstanceDocumentResponse>, ApiError> {
+    let engine = state.engine()?;
+    let identity = engine.identity().await?;
+    let node_name = node.id.to_string();
+    let action = "identity.instance.issue";
+    if !daas_identity::document::valid_digest(&req.binary_digest) {
+        return Err(ApiError::Malformed(
+            "binary_digest: must be sha256: and 64 lowercase hex digits".into(),
+        ));
+    }
+    let workload_id = req
+        .workload_id
+        .as_deref()
+        .map(|w| parse_id("workload_id", w))
+        .transpose()?;
+    if workload_id
+        .as_ref()
+        .is_some_and(|w| !w.is_member_of(&identity.trust_domain))
+    {
+        return Err(ApiError::Malformed(
+            "workload_id: not in this server's trust domain".into(),
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let ca = identity.ca.read().await;
+    let app = match daas_identity::verify_app_document(
+        &req.app_document,
+        &ca.document_bundle(now),
+        now,
+    ) {
+        Ok(app) if app.metadata().name == app_name => app,
+        verdict => {
+            drop(ca);
+            // Opaque to the node, precise in the audit log.
+            let detail = match verdict {
+                Ok(_) => "app document is for another app".to_owned(),
+                Err(e) => format!("app document rejected: {e}"),
+            };
+            let target: String = app_name
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect();
+            engine
+                .audit(
+                    &node_name,
+                    action,
+                    &format!("app:{target}"),
+                    "denied",
+                    &detail,
+                )
+                .await?;
+            return Err(ApiError::Malformed(
+                "app_document: not a valid document of this app".into(),
+            ));
+        }
+    };
+    if !app.allows_digest(&req.binary_digest) {
+        drop(ca);
+        engine
+            .audit(
+                &node_name,
+                action,
+                &app.spiffe_id().to_string(),
+                "denied",
+                &format!("binary digest {} not allowed by the app", req.binary_digest),
+            )
+            .await?;
+        return Err(ApiError::Forbidden);
+    }
+    let instance = daas_identity::InstanceStatic {
+        binary_digest: req.binary_digest,
+        node_id: node.id.clone(),
+        workload_id,
+    };
+    let dynamic = daas_identity::InstanceDynamic {
+        pid: req.pid,
+        started_at: req.started_at,
+    };
+    let (document, verified) = ca
+        .issue_instance_document(
+            &req.app_document,
+            &app,
+            &instance,
+            &dynamic,
+            daas_identity::document::DEFAULT_INSTANCE_DOCUMENT_TTL,
+            now,
+        )
+        .map_err(document_error)?;
+    drop(ca);
+    engine
+        .audit(
+            &node_name,
+            action,
+            &verified.spiffe_id().to_string(),
+            "ok",
+            &format!(
+                "app version {}, binary {}",
+                app.version(),
+                instance.binary_digest
+            ),
+        )
+        .await?;
+    Ok(Json(InstanceDocumentResponse {
+        spiffe_id: verified.spiffe_id().to_string(),
+        instance_id: verified.instance_id().to_owned(),
+        document,
+        expires_at: verified.expires_at().unix_timestamp().saturating_mul(1000),
+    }))
 }

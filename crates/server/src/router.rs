@@ -44,6 +44,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/identity/node/svids"),
     ("POST", "/v1/identity/node/renew"),
     ("POST", "/v1/identity/node/denials"),
+    ("POST", "/v1/identity/node/jwt-svids"),
+    ("GET", "/v1/identity/node/bundle"),
+    ("POST", "/v1/identity/apps"),
+    ("POST", "/v1/identity/apps/{app}/instances"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -91,6 +95,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/identity/node/renew", post(identity::renew_node_svid))
         .route("/v1/identity/node/denials", post(identity::report_denial))
+        .route(
+            "/v1/identity/node/jwt-svids",
+            post(identity::issue_workload_jwt_svid),
+        )
+        .route("/v1/identity/node/bundle", get(identity::node_bundle))
+        .route("/v1/identity/apps", post(identity::register_app))
+        .route(
+            "/v1/identity/apps/{app}/instances",
+            post(identity::issue_instance_document),
+        )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -27,6 +27,22 @@ pub use jws::{
     Header, HeaderFields, HeaderPolicy, MAX_TOKEN_LEN, Unverified, Verified, sign, verify_signature,
 };
 
+/// Parses `bytes` as one JSON object, refusing duplicate keys at any depth (the same strict
+/// parser tokens go through). For JWK sets and other untrusted JSON that holds keys: two
+/// parsers that disagree on which duplicate wins must never see different keys.
+///
+/// # Errors
+/// [`JwsError::Malformed`] if `bytes` is not JSON, has trailing data or a duplicate key, or is
+/// not an object.
+pub fn parse_strict_json_object(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, JwsError> {
+    json::parse_object(bytes).map_err(|e| match e {
+        json::JsonError::Invalid => JwsError::Malformed("not json without duplicate keys"),
+        json::JsonError::NotObject => JwsError::Malformed("not a json object"),
+    })
+}
+
 /// The only two signature algorithms this crate signs or verifies.
 ///
 /// A key carries exactly one of these (RFC 8725 §3.1): a token's `alg` header must equal its key's,
