@@ -22,7 +22,7 @@ pub enum Command {
     /// Initialise and unseal a production server
     #[command(subcommand)]
     Operator(OperatorCmd),
-    /// Create and list applications (admin)
+    /// Create, list and register applications (admin)
     #[command(subcommand)]
     App(AppCmd),
     /// Encrypt stdin; prints {"ciphertext", "share"} as one line of JSON
@@ -43,7 +43,7 @@ pub enum Command {
     Entry(EntryCmd),
     /// Run the node agent: join the trust domain and serve the SPIFFE Workload API
     Sensor(SensorArgs),
-    /// This process's own workload identity
+    /// Workload identities: fetch this process's SVID, verify identity documents
     #[command(subcommand)]
     Identity(IdentityCmd),
     /// Load benchmarks
@@ -155,6 +155,10 @@ pub enum IdentityCmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Verify an app or instance identity document offline against a trust bundle
+    Verify(crate::identity_docs::IdentityVerifyArgs),
+    /// Print the trust bundle (CA certificates and token keys) as JSON, for offline checks
+    Bundle,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +214,8 @@ pub enum AppCmd {
     },
     /// List applications
     List,
+    /// Issue an app's identity document (JWS signed by the trust domain); prints it as JSON
+    Register(crate::identity_docs::AppRegisterArgs),
 }
 
 #[derive(Debug, Args)]

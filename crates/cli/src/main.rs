@@ -9,6 +9,7 @@
 mod bench;
 mod bench_svid;
 mod cli;
+mod identity_docs;
 mod io;
 
 use std::future::Future;
@@ -291,6 +292,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Identity(IdentityCmd::Fetch { socket, out }) => {
             identity_fetch(&socket, out.as_deref()).await?;
         }
+        Command::Identity(IdentityCmd::Verify(args)) => identity_docs::identity_verify(&args)?,
+        Command::Identity(IdentityCmd::Bundle) => io::print_json(&client()?.trust_bundle().await?)?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }
@@ -547,6 +550,7 @@ async fn app(cmd: AppCmd) -> Result<()> {
                 apps: client.app_list().await?,
             })
         }
+        AppCmd::Register(args) => identity_docs::app_register(&client, &args).await,
     }
 }
 

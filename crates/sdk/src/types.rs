@@ -198,7 +198,7 @@ pub struct NewEntry {
 }
 
 /// `GET /v1/identity/bundle`: the trust domain's CA certificates and token keys.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustBundle {
     /// `spiffe://<trust domain>`.
     pub trust_domain: String,
