@@ -259,7 +259,7 @@ mod tests {
             Just(r#""alg":"ES256""#.to_owned()),
         ];
         // A valid key's members, each kept with probability 0.9, plus up to two others.
-        let base = vec![
+        let base = [
             r#""kty":"EC""#.to_owned(),
             r#""crv":"P-256""#.to_owned(),
             format!(r#""x":"{x}""#),

@@ -74,6 +74,24 @@ impl JwtBundle {
         })
     }
 
+    /// Reads the body of `GET /v1/identity/bundle` or `GET /v1/identity/node/bundle`: its
+    /// `trust_domain` (a trust domain ID, `spiffe://<td>`) and `jwt_authorities`.
+    pub fn from_trust_bundle_json(bytes: &[u8]) -> Result<Self, CallerError> {
+        let bad = CallerError::Bundle;
+        let map = daas_token::parse_strict_json_object(bytes)
+            .map_err(|_| bad("bundle is not a json object without duplicates"))?;
+        let td = map
+            .get("trust_domain")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<SpiffeId>().ok())
+            .filter(SpiffeId::is_trust_domain_id)
+            .ok_or(bad("bundle has no trust_domain id"))?;
+        let keys = map
+            .get("jwt_authorities")
+            .ok_or(bad("bundle has no jwt_authorities"))?;
+        Self::from_jwks_value(td.trust_domain().clone(), keys)
+    }
+
     /// The JWK set as JSON text (each key with `kid` and `use: "jwt-svid"`).
     pub fn to_jwks_json(&self) -> String {
         self.to_jwks_value().to_string()

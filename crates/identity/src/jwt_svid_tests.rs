@@ -421,3 +421,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reads_the_published_bundle_body() {
+    let ca = ca("example.org");
+    let body = serde_json::json!({
+        "trust_domain": "spiffe://example.org",
+        "authorities": [],
+        "pem": "",
+        "jwt_authorities": ca.jwt_bundle(t0()).to_jwks_value(),
+        "document_authorities": ca.document_bundle(t0()).to_jwks_value(),
+    });
+    let bundle = JwtBundle::from_trust_bundle_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(bundle.trust_domain().as_str(), "example.org");
+    let mut set = JwtBundleSet::new();
+    set.insert(bundle);
+    let token = issue(&ca, "spiffe://example.org/web", &["db"]);
+    validate_jwt_svid(&token, "db", &set, t0()).unwrap();
+    // The document keys are not JWT-SVID keys.
+    let mut swapped = body.clone();
+    swapped["jwt_authorities"] = body["document_authorities"].clone();
+    let swapped =
+        JwtBundle::from_trust_bundle_json(&serde_json::to_vec(&swapped).unwrap()).unwrap();
+    assert!(swapped.is_empty());
+    for bad in [
+        serde_json::json!({"trust_domain": "spiffe://example.org"}),
+        serde_json::json!({"trust_domain": "example.org", "jwt_authorities": {"keys": []}}),
+        serde_json::json!({"trust_domain": "spiffe://example.org/x", "jwt_authorities": {"keys": []}}),
+    ] {
+        assert!(JwtBundle::from_trust_bundle_json(&serde_json::to_vec(&bad).unwrap()).is_err());
+    }
+}

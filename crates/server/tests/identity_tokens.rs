@@ -111,12 +111,10 @@ async fn audit_details(s: &TestServer, action: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a sensor does with the body of `GET /v1/identity/node/bundle`.
 fn jwt_bundles(bundle: &Value) -> JwtBundleSet {
-    let td: daas_identity::SpiffeId = bundle["trust_domain"].as_str().unwrap().parse().unwrap();
     let mut set = JwtBundleSet::new();
-    set.insert(
-        JwtBundle::from_jwks_value(td.trust_domain().clone(), &bundle["jwt_authorities"]).unwrap(),
-    );
+    set.insert(JwtBundle::from_trust_bundle_json(&serde_json::to_vec(bundle).unwrap()).unwrap());
     set
 }
 
