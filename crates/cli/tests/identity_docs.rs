@@ -1,5 +1,5 @@
 #![expect(
-    clippy::unwrap_used,
+    clippy::panic,
     reason = "test helpers fail the test by panicking"
 )]
 //! App identity documents on the real binary: `daas app register` issues one, `daas identity

@@ -503,3 +503,109 @@ fn with_the_server_gone_cached_svids_are_served_until_they_expire_then_refused()
         "{log}"
     );
 }
+
+/// JWT-SVIDs through the Workload API: this test process is the registered workload; it fetches
+/// an audience-bound token, has the sensor validate it (and refuse it for another audience or
+/// tampered), and reads the JWT bundle it verifies against.
+#[test]
+fn jwt_svids_are_fetched_validated_and_refused_when_tampered() {
+    use daas_sensor::pb;
+    let server = DevServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = join_token(&server, "10m");
+    let sensor = Sensor::start(&server, dir.path(), Some(&token), &[]);
+    let me = std::env::current_exe().unwrap();
+    create_entry(
+        &server,
+        "spiffe://daas.local/jwt-client",
+        &[
+            format!("unix:sha256:{}", sha256_hex(&me)),
+            format!("unix:uid:{}", uid()),
+        ],
+        &[],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = daas_sensor::workload_client::connect(&sensor.socket)
+            .await
+            .unwrap();
+        fn with_header<T>(message: T) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            request
+                .metadata_mut()
+                .insert("workload.spiffe.io", "true".parse().unwrap());
+            request
+        }
+        let deadline = Instant::now() + PATIENCE;
+        let svid = loop {
+            let answer = client
+                .fetch_jwtsvid(with_header(pb::JwtsvidRequest {
+                    audience: vec!["https://api.example".to_owned()],
+                    spiffe_id: String::new(),
+                }))
+                .await;
+            match answer {
+                Ok(answer) => break answer.into_inner().svids.remove(0),
+                Err(status) => {
+                    assert!(Instant::now() < deadline, "no JWT-SVID: {status:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        assert_eq!(svid.spiffe_id, "spiffe://daas.local/jwt-client");
+
+        let validated = client
+            .validate_jwtsvid(with_header(pb::ValidateJwtsvidRequest {
+                audience: "https://api.example".to_owned(),
+                svid: svid.svid.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(validated.spiffe_id, "spiffe://daas.local/jwt-client");
+        let claims = validated.claims.unwrap().fields;
+        assert!(claims.contains_key("exp") && claims.contains_key("aud"));
+
+        // Another audience, or one byte of the signature changed: InvalidArgument.
+        let mut tampered = svid.svid.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        for (audience, token) in [
+            ("https://other.example", svid.svid.clone()),
+            ("https://api.example", String::from_utf8(tampered).unwrap()),
+        ] {
+            let status = client
+                .validate_jwtsvid(with_header(pb::ValidateJwtsvidRequest {
+                    audience: audience.to_owned(),
+                    svid: token,
+                }))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        }
+
+        // The JWT bundle: a JWK set with the key that signed the token.
+        let mut bundles = client
+            .fetch_jwt_bundles(with_header(pb::JwtBundlesRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = bundles.message().await.unwrap().unwrap();
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&first.bundles["spiffe://daas.local"]).unwrap();
+        assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+
+        // An ID this process is not entitled to: PermissionDenied.
+        let status = client
+            .fetch_jwtsvid(with_header(pb::JwtsvidRequest {
+                audience: vec!["https://api.example".to_owned()],
+                spiffe_id: "spiffe://daas.local/someone-else".to_owned(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    });
+}

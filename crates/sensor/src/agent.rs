@@ -30,7 +30,9 @@ use zeroize::Zeroizing;
 
 use crate::node_store::{NodeIdentity, NodeStore, NodeStoreError};
 use crate::server_client::{IssuedSvid, NodeEntry, ServerClient, ServerError};
-use crate::workload_api::{IdentitySource, SourceError, X509SvidWithKey};
+use crate::workload_api::{
+    BoxFuture, IdentitySource, JwtSvid, SourceError, ValidateError, X509SvidWithKey,
+};
 
 /// Denial reports waiting to be coalesced; beyond this they are dropped (and counted in the
 /// log) rather than letting a misbehaving local process grow the sensor's memory.
@@ -41,6 +43,8 @@ const DENIAL_FLUSH: Duration = Duration::from_secs(1);
 const DENIAL_REPORTS_PER_FLUSH: usize = 16;
 /// Renew the node SVID and rotate workload SVIDs once this fraction of their life is gone.
 const ROTATE_AT_FRACTION: f64 = 0.5;
+/// Most JWT-SVIDs cached (per ID and audience); when full, the cache starts over.
+const MAX_CACHED_JWTS: usize = 256;
 /// First retry after a failed sync; doubled per failure up to the sync interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -130,6 +134,17 @@ struct State {
     failures: u32,
     /// The PEM directory must be (re)written: at start, after a change, after a failed write.
     pem_dirty: bool,
+    /// The trust domain's JWT-SVID keys (from the node bundle endpoint).
+    jwt_bundle: Option<daas_identity::JwtBundle>,
+    /// JWT-SVIDs by (SPIFFE ID, sorted audience), reused until half their life is gone.
+    jwt_cache: HashMap<(String, Vec<String>), CachedJwt>,
+}
+
+/// A JWT-SVID fetched for a workload: a bearer token, kept only in memory.
+struct CachedJwt {
+    token: Zeroizing<String>,
+    refresh_after: OffsetDateTime,
+    expires_at: OffsetDateTime,
 }
 
 /// The sensor's identity cache; implements [`IdentitySource`] for the Workload API.
@@ -339,6 +354,8 @@ impl Agent {
                 synced: false,
                 failures: 0,
                 pem_dirty: true,
+                jwt_bundle: None,
+                jwt_cache: HashMap::new(),
             }),
             updates: watch::channel(0).0,
             denials,
@@ -468,6 +485,10 @@ impl Agent {
             }
             Err(e) => ok &= self.failed(&e, "reading registration entries")?,
         }
+        match self.refresh_jwt_bundle().await {
+            Ok(refreshed) => changed |= refreshed,
+            Err(e) => ok &= self.failed(&e, "reading the JWT bundle")?,
+        }
         changed |= self.drop_expired(OffsetDateTime::now_utc());
         {
             let mut state = self.write();
@@ -512,6 +533,7 @@ impl Agent {
         {
             let mut state = self.write();
             state.entries.clear();
+            state.jwt_cache.clear();
             state.pem_dirty = true;
         }
         self.notify();
@@ -688,6 +710,148 @@ impl Agent {
         ))
     }
 
+    /// Read the trust domain's JWT-SVID keys; only a bundle of this node's trust domain is
+    /// accepted. Returns whether it changed.
+    async fn refresh_jwt_bundle(&self) -> Result<bool, ServerError> {
+        let body = self.client().bundle().await?;
+        let bundle = daas_identity::JwtBundle::from_trust_bundle_json(&body)
+            .map_err(|e| ServerError::Malformed(format!("jwt bundle: {e}")))?;
+        let mut state = self.write();
+        if bundle.trust_domain() != state.node.spiffe_id.trust_domain() {
+            return Err(ServerError::Malformed(format!(
+                "the jwt bundle is for {}, not this node's trust domain",
+                bundle.trust_domain()
+            )));
+        }
+        let unchanged = state
+            .jwt_bundle
+            .as_ref()
+            .is_some_and(|held| held.to_jwks_json() == bundle.to_jwks_json());
+        if unchanged {
+            return Ok(false);
+        }
+        state.jwt_bundle = Some(bundle);
+        Ok(true)
+    }
+
+    /// The entries `workload` matches (all, or those for `spiffe_id`), one per SPIFFE ID.
+    fn matching_entries(
+        &self,
+        workload: &WorkloadFacts,
+        spiffe_id: Option<&str>,
+    ) -> Result<Vec<NodeEntry>, SourceError> {
+        let selectors = workload.selectors();
+        let state = self.read();
+        if !state.synced {
+            return Err(SourceError::Unavailable(
+                "registration entries not read from the server yet".to_owned(),
+            ));
+        }
+        let mut out: Vec<NodeEntry> = Vec::new();
+        for cached in &state.entries {
+            let wanted = spiffe_id.is_none_or(|id| id == cached.entry.spiffe_id);
+            if wanted
+                && cached.selectors.iter().all(|s| selectors.contains(s))
+                && !out.iter().any(|e| e.spiffe_id == cached.entry.spiffe_id)
+            {
+                out.push(cached.entry.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn jwt_svids_at(
+        &self,
+        workload: &WorkloadFacts,
+        audience: &[String],
+        spiffe_id: Option<&str>,
+    ) -> Result<Vec<JwtSvid>, SourceError> {
+        let entries = self.matching_entries(workload, spiffe_id)?;
+        let mut audience = audience.to_vec();
+        audience.sort();
+        audience.dedup();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let key = (entry.spiffe_id.clone(), audience.clone());
+            let now = OffsetDateTime::now_utc();
+            let cached = self
+                .read()
+                .jwt_cache
+                .get(&key)
+                .filter(|c| now < c.refresh_after)
+                .map(|c| c.token.clone());
+            let token = match cached {
+                Some(token) => token,
+                None => self.fetch_jwt(&entry, &audience, key, now).await?,
+            };
+            out.push(JwtSvid {
+                spiffe_id: entry.spiffe_id,
+                token,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ask the server for a JWT-SVID and validate it (ID, audience, signature by this trust
+    /// domain's keys) before handing it out or caching it.
+    async fn fetch_jwt(
+        &self,
+        entry: &NodeEntry,
+        audience: &[String],
+        key: (String, Vec<String>),
+        now: OffsetDateTime,
+    ) -> Result<Zeroizing<String>, SourceError> {
+        let unavailable = |why: String| SourceError::Unavailable(why);
+        let (_, token) = self
+            .client()
+            .jwt_svid(&entry.spiffe_id, &entry.selectors, audience)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let first_audience = audience
+            .first()
+            .ok_or_else(|| unavailable("no audience".to_owned()))?;
+        let valid = self
+            .validate_at(&token, first_audience, now)
+            .map_err(|e| unavailable(format!("the server's JWT-SVID does not validate: {e}")))?;
+        if valid.spiffe_id().to_string() != entry.spiffe_id {
+            return Err(unavailable(format!(
+                "asked for a JWT-SVID of {} and got {}",
+                entry.spiffe_id,
+                valid.spiffe_id()
+            )));
+        }
+        let expires_at = valid.expires_at();
+        let mut state = self.write();
+        state.jwt_cache.retain(|_, c| now < c.expires_at);
+        if state.jwt_cache.len() >= MAX_CACHED_JWTS {
+            state.jwt_cache.clear();
+        }
+        state.jwt_cache.insert(
+            key,
+            CachedJwt {
+                token: token.clone(),
+                refresh_after: rotate_after(now, expires_at),
+                expires_at,
+            },
+        );
+        Ok(token)
+    }
+
+    fn validate_at(
+        &self,
+        token: &str,
+        audience: &str,
+        now: OffsetDateTime,
+    ) -> Result<daas_identity::ValidatedJwtSvid, ValidateError> {
+        let mut set = daas_identity::JwtBundleSet::new();
+        match &self.read().jwt_bundle {
+            Some(bundle) => set.insert(bundle.clone()),
+            None => return Err(ValidateError::Unavailable),
+        };
+        daas_identity::validate_jwt_svid(token, audience, &set, now)
+            .map_err(|e| ValidateError::Invalid(e.to_string()))
+    }
+
     /// Forget SVIDs past their expiry (they are never served either way; forgetting them
     /// erases their keys and wakes open streams so they fail closed).
     fn drop_expired(&self, now: OffsetDateTime) -> bool {
@@ -845,6 +1009,34 @@ impl IdentitySource for Agent {
         self.updates.subscribe()
     }
 
+    fn jwt_svids<'a>(
+        &'a self,
+        workload: &'a WorkloadFacts,
+        audience: &'a [String],
+        spiffe_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<JwtSvid>, SourceError>> {
+        Box::pin(self.jwt_svids_at(workload, audience, spiffe_id))
+    }
+
+    fn jwt_bundles(&self) -> Result<HashMap<String, Vec<u8>>, SourceError> {
+        let state = self.read();
+        let bundle = state.jwt_bundle.as_ref().ok_or_else(|| {
+            SourceError::Unavailable("the JWT bundle was not read from the server yet".into())
+        })?;
+        Ok(HashMap::from([(
+            self.trust_domain_id.clone(),
+            bundle.to_jwks_json().into_bytes(),
+        )]))
+    }
+
+    fn validate_jwt_svid(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<daas_identity::ValidatedJwtSvid, ValidateError> {
+        self.validate_at(token, audience, OffsetDateTime::now_utc())
+    }
+
     fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str) {
         let selectors = workload
             .map(|w| w.selectors().iter().map(ToString::to_string).collect())
@@ -909,6 +1101,8 @@ mod tests {
                 synced: false,
                 failures: 0,
                 pem_dirty: false,
+                jwt_bundle: None,
+                jwt_cache: HashMap::new(),
             }),
             config,
             updates: watch::channel(0).0,

@@ -105,6 +105,20 @@ struct WorkloadSvidBody<'a> {
 }
 
 #[derive(Serialize)]
+struct JwtSvidBody<'a> {
+    spiffe_id: &'a str,
+    selectors: &'a [String],
+    audience: &'a [String],
+}
+
+/// Holds a bearer token: no `Debug`.
+#[derive(Deserialize)]
+struct JwtSvidAnswer {
+    spiffe_id: String,
+    token: String,
+}
+
+#[derive(Serialize)]
 struct RenewBody {
     csr: String,
 }
@@ -227,6 +241,35 @@ impl ServerClient {
             .post(format!("{}/v1/identity/node/svids", self.base))
             .json(&body);
         svid(self.send(rb).await?)
+    }
+
+    /// A JWT-SVID for `spiffe_id` and `audience`, for a workload showing `selectors`. Returns
+    /// the ID the server names and the token (validated by the caller before use).
+    pub async fn jwt_svid(
+        &self,
+        spiffe_id: &str,
+        selectors: &[String],
+        audience: &[String],
+    ) -> Result<(String, Zeroizing<String>), ServerError> {
+        let rb = self
+            .http
+            .post(format!("{}/v1/identity/node/jwt-svids", self.base))
+            .json(&JwtSvidBody {
+                spiffe_id,
+                selectors,
+                audience,
+            });
+        let body = Zeroizing::new(self.send(rb).await?);
+        let answer: JwtSvidAnswer = parse(&body)?;
+        Ok((answer.spiffe_id, Zeroizing::new(answer.token)))
+    }
+
+    /// The trust bundle (the body of `GET /v1/identity/node/bundle`, parsed by the caller).
+    pub async fn bundle(&self) -> Result<Vec<u8>, ServerError> {
+        let rb = self
+            .http
+            .get(format!("{}/v1/identity/node/bundle", self.base));
+        self.send(rb).await
     }
 
     /// A fresh node SVID for a new key.

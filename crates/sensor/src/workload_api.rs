@@ -77,6 +77,70 @@ pub trait IdentitySource: Send + Sync + 'static {
     fn updates(&self) -> watch::Receiver<u64>;
     /// A workload was refused (no matching entry, failed attestation): report it for audit.
     fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str);
+
+    /// JWT-SVIDs `workload` is entitled to for `audience` (all of its IDs, or only
+    /// `spiffe_id`); empty: none. May go to the server (tokens are audience-specific).
+    fn jwt_svids<'a>(
+        &'a self,
+        workload: &'a WorkloadFacts,
+        audience: &'a [String],
+        spiffe_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<JwtSvid>, SourceError>> {
+        let _ = (workload, audience, spiffe_id);
+        Box::pin(async {
+            Err(SourceError::Unavailable(
+                "this source serves no JWT-SVIDs".into(),
+            ))
+        })
+    }
+
+    /// JWT bundles by trust domain ID (`spiffe://td`): JWK set JSON.
+    fn jwt_bundles(&self) -> Result<HashMap<String, Vec<u8>>, SourceError> {
+        Err(SourceError::Unavailable(
+            "this source serves no JWT bundles".into(),
+        ))
+    }
+
+    /// Validate a JWT-SVID for `audience` against the JWT bundles this source holds.
+    fn validate_jwt_svid(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<daas_identity::ValidatedJwtSvid, ValidateError> {
+        let _ = (token, audience);
+        Err(ValidateError::Unavailable)
+    }
+}
+
+/// A future borrowed from the source.
+pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// One JWT-SVID for the workload.
+#[derive(Clone)]
+pub struct JwtSvid {
+    pub spiffe_id: String,
+    /// The compact JWS: a bearer token.
+    pub token: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for JwtSvid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSvid")
+            .field("spiffe_id", &self.spiffe_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a JWT-SVID did not validate.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// The token is not a valid JWT-SVID for the audience (the reason, for the caller).
+    #[error("{0}")]
+    Invalid(String),
+    /// No JWT bundle to validate against yet.
+    #[error("no JWT bundle available")]
+    Unavailable,
 }
 
 /// Concurrent calls (and streams) one connection may have open.
@@ -320,8 +384,32 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         &self,
         request: Request<pb::JwtsvidRequest>,
     ) -> Result<Response<pb::JwtsvidResponse>, Status> {
-        self.attest(&request).await?;
-        Err(Status::unimplemented("JWT-SVIDs are not served yet"))
+        let (_, workload) = self.attest(&request).await?;
+        let request = request.into_inner();
+        if request.audience.is_empty() {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        let spiffe_id = Some(request.spiffe_id.as_str()).filter(|id| !id.is_empty());
+        let svids = self
+            .source
+            .jwt_svids(&workload, &request.audience, spiffe_id)
+            .await
+            .map_err(unavailable)?;
+        if svids.is_empty() {
+            self.source
+                .report_denied(Some(&workload), "no registration entry matches (jwt-svid)");
+            return Err(denied());
+        }
+        Ok(Response::new(pb::JwtsvidResponse {
+            svids: svids
+                .into_iter()
+                .map(|s| pb::Jwtsvid {
+                    spiffe_id: s.spiffe_id,
+                    svid: s.token.to_string(),
+                    hint: String::new(),
+                })
+                .collect(),
+        }))
     }
 
     async fn fetch_jwt_bundles(
@@ -329,7 +417,23 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         request: Request<pb::JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
         self.attest(&request).await?;
-        Err(Status::unimplemented("JWT bundles are not served yet"))
+        let source = Arc::clone(&self.source);
+        let bundles = move || {
+            source
+                .jwt_bundles()
+                .map(|bundles| pb::JwtBundlesResponse { bundles })
+                .map_err(unavailable)
+        };
+        let first = bundles()?;
+        let make = move || -> Next<pb::JwtBundlesResponse> {
+            let next = bundles();
+            Box::pin(async move { next })
+        };
+        Ok(Response::new(stream_updates(
+            self.source.updates(),
+            first,
+            make,
+        )))
     }
 
     async fn validate_jwtsvid(
@@ -337,10 +441,56 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         request: Request<pb::ValidateJwtsvidRequest>,
     ) -> Result<Response<pb::ValidateJwtsvidResponse>, Status> {
         self.attest(&request).await?;
-        Err(Status::unimplemented(
-            "JWT-SVID validation is not served yet",
-        ))
+        let request = request.into_inner();
+        if request.audience.is_empty() {
+            return Err(Status::invalid_argument("audience must be specified"));
+        }
+        if request.svid.is_empty() {
+            return Err(Status::invalid_argument("svid must be specified"));
+        }
+        match self
+            .source
+            .validate_jwt_svid(&request.svid, &request.audience)
+        {
+            Ok(valid) => Ok(Response::new(pb::ValidateJwtsvidResponse {
+                spiffe_id: valid.spiffe_id().to_string(),
+                claims: Some(json_object_to_struct(valid.claims())),
+            })),
+            Err(ValidateError::Invalid(why)) => Err(Status::invalid_argument(format!(
+                "the JWT-SVID is not valid: {why}"
+            ))),
+            Err(ValidateError::Unavailable) => {
+                Err(Status::unavailable("no JWT bundle is available yet; retry"))
+            }
+        }
     }
+}
+
+/// JSON claims as the protobuf `Struct` the Workload API returns.
+fn json_object_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_prost(v)))
+            .collect(),
+    }
+}
+
+fn json_to_prost(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    use serde_json::Value as J;
+    let kind = match value {
+        J::Null => Kind::NullValue(0),
+        J::Bool(b) => Kind::BoolValue(*b),
+        // protobuf's Struct has only doubles (as JSON in JavaScript).
+        J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        J::String(s) => Kind::StringValue(s.clone()),
+        J::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_prost).collect(),
+        }),
+        J::Object(map) => Kind::StructValue(json_object_to_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 /// Why the Workload API could not be served.
