@@ -1,7 +1,4 @@
-#![expect(
-    clippy::panic,
-    reason = "test helpers fail the test by panicking"
-)]
+#![expect(clippy::panic, reason = "test helpers fail the test by panicking")]
 //! App identity documents on the real binary: `daas app register` issues one, `daas identity
 //! bundle` exports the trust bundle, `daas identity verify` checks a document offline — and
 //! refuses a tampered one and one signed by another server's trust domain key.
