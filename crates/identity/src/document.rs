@@ -512,7 +512,9 @@ fn check_issuer_and_times(
     if iat > now + LEEWAY {
         return Err(DocumentError::NotYetValid);
     }
-    if now >= exp + LEEWAY {
+    // `now - LEEWAY`, not `exp + LEEWAY`: a signed `exp` near the end of time must not
+    // overflow (now is the real clock, far from either end).
+    if now - LEEWAY >= exp {
         return Err(DocumentError::Expired);
     }
     Ok((iat, exp))
@@ -577,7 +579,7 @@ pub fn verify_instance_document(
     if !app.spiffe_id.is_member_of(&bundle.trust_domain) {
         return Err(DocumentError::ForeignTrustDomain);
     }
-    if now >= app.expires_at + LEEWAY {
+    if now - LEEWAY >= app.expires_at {
         return Err(DocumentError::Expired);
     }
     let body = claims.daas_instance;

@@ -375,7 +375,9 @@ fn check_times(
         .get("exp")
         .and_then(numeric_date)
         .ok_or(JwtSvidRejection::InvalidExpiry)?;
-    if now >= exp + LEEWAY {
+    // `now - LEEWAY`, not `exp + LEEWAY`: a signed `exp` near the end of time must not
+    // overflow (now is the real clock, far from either end).
+    if now - LEEWAY >= exp {
         return Err(JwtSvidRejection::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {

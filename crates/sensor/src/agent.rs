@@ -43,8 +43,9 @@ const DENIAL_FLUSH: Duration = Duration::from_secs(1);
 const DENIAL_REPORTS_PER_FLUSH: usize = 16;
 /// Renew the node SVID and rotate workload SVIDs once this fraction of their life is gone.
 const ROTATE_AT_FRACTION: f64 = 0.5;
-/// Most JWT-SVIDs cached (per ID and audience); when full, the cache starts over.
+/// Most JWT-SVIDs cached (per ID and audience), and per SPIFFE ID.
 const MAX_CACHED_JWTS: usize = 256;
+const MAX_CACHED_JWTS_PER_ID: usize = 16;
 /// First retry after a failed sync; doubled per failure up to the sync interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -138,6 +139,9 @@ struct State {
     jwt_bundle: Option<daas_identity::JwtBundle>,
     /// JWT-SVIDs by (SPIFFE ID, sorted audience), reused until half their life is gone.
     jwt_cache: HashMap<(String, Vec<String>), CachedJwt>,
+    /// Bumped when entries change or everything is forgotten: a token fetched across such a
+    /// change is not cached.
+    generation: u64,
 }
 
 /// A JWT-SVID fetched for a workload: a bearer token, kept only in memory.
@@ -356,6 +360,7 @@ impl Agent {
                 pem_dirty: true,
                 jwt_bundle: None,
                 jwt_cache: HashMap::new(),
+                generation: 0,
             }),
             updates: watch::channel(0).0,
             denials,
@@ -534,6 +539,7 @@ impl Agent {
             let mut state = self.write();
             state.entries.clear();
             state.jwt_cache.clear();
+            state.generation = state.generation.wrapping_add(1);
             state.pem_dirty = true;
         }
         self.notify();
@@ -634,6 +640,13 @@ impl Agent {
             (a.entry.spiffe_id.as_str(), a.entry.id.as_str())
                 .cmp(&(b.entry.spiffe_id.as_str(), b.entry.id.as_str()))
         });
+        if changed {
+            // JWT-SVIDs of IDs no entry grants any more go now, not at their expiry.
+            state
+                .jwt_cache
+                .retain(|(id, _), _| fresh.iter().any(|c| c.entry.spiffe_id == *id));
+            state.generation = state.generation.wrapping_add(1);
+        }
         state.entries = fresh;
         changed
     }
@@ -802,6 +815,7 @@ impl Agent {
         now: OffsetDateTime,
     ) -> Result<Zeroizing<String>, SourceError> {
         let unavailable = |why: String| SourceError::Unavailable(why);
+        let generation = self.read().generation;
         let (_, token) = self
             .client()
             .jwt_svid(&entry.spiffe_id, &entry.selectors, audience)
@@ -810,9 +824,19 @@ impl Agent {
         let first_audience = audience
             .first()
             .ok_or_else(|| unavailable("no audience".to_owned()))?;
-        let valid = self
-            .validate_at(&token, first_audience, now)
-            .map_err(|e| unavailable(format!("the server's JWT-SVID does not validate: {e}")))?;
+        let valid = match self.validate_at(&token, first_audience, now) {
+            Ok(valid) => valid,
+            // Signed by a key this sensor has not seen yet (the server rotated): read the
+            // bundle again, once, and retry.
+            Err(_) => {
+                if let Err(e) = self.refresh_jwt_bundle().await {
+                    return Err(unavailable(format!("cannot refresh the JWT bundle: {e}")));
+                }
+                self.validate_at(&token, first_audience, now).map_err(|e| {
+                    unavailable(format!("the server's JWT-SVID does not validate: {e}"))
+                })?
+            }
+        };
         if valid.spiffe_id().to_string() != entry.spiffe_id {
             return Err(unavailable(format!(
                 "asked for a JWT-SVID of {} and got {}",
@@ -820,19 +844,37 @@ impl Agent {
                 valid.spiffe_id()
             )));
         }
+        // Exactly the audience asked for (the cache is keyed by it).
+        let mut granted: Vec<String> = match valid.claims().get("aud") {
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            Some(serde_json::Value::Array(many)) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        granted.sort();
+        granted.dedup();
+        if granted != audience {
+            return Err(unavailable(
+                "the server's JWT-SVID is for another audience".to_owned(),
+            ));
+        }
         let expires_at = valid.expires_at();
         let mut state = self.write();
-        state.jwt_cache.retain(|_, c| now < c.expires_at);
-        if state.jwt_cache.len() >= MAX_CACHED_JWTS {
-            state.jwt_cache.clear();
+        // Entries changed or the node was evicted meanwhile: hand it out once, cache nothing.
+        if state.generation != generation {
+            return Ok(token);
         }
-        state.jwt_cache.insert(
+        insert_jwt(
+            &mut state.jwt_cache,
             key,
             CachedJwt {
                 token: token.clone(),
                 refresh_after: rotate_after(now, expires_at),
                 expires_at,
             },
+            now,
         );
         Ok(token)
     }
@@ -974,6 +1016,39 @@ impl Agent {
     }
 }
 
+type JwtCache = HashMap<(String, Vec<String>), CachedJwt>;
+
+/// Cache a JWT-SVID, bounded per SPIFFE ID (a workload choosing audiences freely must not push
+/// out everyone else's tokens) and overall; expired tokens go first, then the soonest to expire.
+fn insert_jwt(
+    cache: &mut JwtCache,
+    key: (String, Vec<String>),
+    jwt: CachedJwt,
+    now: OffsetDateTime,
+) {
+    cache.retain(|_, c| now < c.expires_at);
+    let evict = |cache: &mut JwtCache, only: Option<&str>| {
+        let victim = cache
+            .iter()
+            .filter(|((id, _), _)| only.is_none_or(|o| o == id))
+            .min_by_key(|(_, c)| c.expires_at)
+            .map(|(k, _)| k.clone());
+        if let Some(victim) = victim {
+            cache.remove(&victim);
+        }
+    };
+    if !cache.contains_key(&key) {
+        let same_id = cache.keys().filter(|(id, _)| *id == key.0).count();
+        if same_id >= MAX_CACHED_JWTS_PER_ID {
+            evict(cache, Some(&key.0));
+        }
+        if cache.len() >= MAX_CACHED_JWTS {
+            evict(cache, None);
+        }
+    }
+    cache.insert(key, jwt);
+}
+
 fn to_api(
     entry: &NodeEntry,
     svid: &CachedSvid,
@@ -1103,6 +1178,7 @@ mod tests {
                 pem_dirty: false,
                 jwt_bundle: None,
                 jwt_cache: HashMap::new(),
+                generation: 0,
             }),
             config,
             updates: watch::channel(0).0,
@@ -1289,6 +1365,36 @@ mod tests {
         agent.forget_everything();
         assert!(agent.read().entries.is_empty());
         assert!(updates.has_changed().unwrap(), "open streams are woken");
+    }
+
+    #[test]
+    fn the_jwt_cache_is_bounded_per_id_and_overall() {
+        let jwt = |expires: i64| CachedJwt {
+            token: Zeroizing::new(format!("t{expires}")),
+            refresh_after: t(expires / 2),
+            expires_at: t(expires),
+        };
+        let key = |id: &str, aud: usize| (id.to_owned(), vec![format!("aud-{aud}")]);
+        let mut cache = JwtCache::new();
+        // One workload asking for ever new audiences only churns its own tokens.
+        insert_jwt(&mut cache, key("victim", 0), jwt(300), t(0));
+        for aud in 0..100 {
+            insert_jwt(&mut cache, key("greedy", aud), jwt(100 + aud as i64), t(0));
+        }
+        assert!(cache.contains_key(&key("victim", 0)));
+        let greedy = cache.keys().filter(|(id, _)| id == "greedy").count();
+        assert_eq!(greedy, MAX_CACHED_JWTS_PER_ID);
+        // The newest survive (the soonest to expire were evicted).
+        assert!(cache.contains_key(&key("greedy", 99)));
+        assert!(!cache.contains_key(&key("greedy", 0)));
+        // Overall bound across many IDs.
+        for n in 0..(MAX_CACHED_JWTS * 2) {
+            insert_jwt(&mut cache, key(&format!("id{n}"), 0), jwt(200), t(0));
+        }
+        assert_eq!(cache.len(), MAX_CACHED_JWTS);
+        // Expired tokens are dropped on the next insert.
+        insert_jwt(&mut cache, key("late", 0), jwt(1000), t(250));
+        assert!(cache.values().all(|c| c.expires_at > t(250)));
     }
 
     #[test]

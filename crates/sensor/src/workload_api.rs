@@ -389,6 +389,10 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
         if request.audience.is_empty() {
             return Err(Status::invalid_argument("audience must be specified"));
         }
+        // The server's limits, checked here first: a bad request costs it nothing.
+        if let Err(e) = daas_identity::jwt_svid::check_audiences(&request.audience) {
+            return Err(Status::invalid_argument(e.to_string()));
+        }
         let spiffe_id = Some(request.spiffe_id.as_str()).filter(|id| !id.is_empty());
         let svids = self
             .source

@@ -801,8 +801,8 @@ pub async fn issue_workload_jwt_svid(
             }
             other => internal(other),
         })?;
-    // Audience values are printable (checked above); bound the detail's size.
-    let audience: String = req.audience.join(",").chars().take(256).collect();
+    // A JSON array, not comma-joined: an audience value may itself contain ", ".
+    let audience = serde_json::to_string(&req.audience).map_err(internal)?;
     engine
         .audit(
             &node_name,
@@ -1088,6 +1088,43 @@ pub async fn issue_instance_document(
             .await?;
         return Err(ApiError::Forbidden);
     }
+    // A node may name only a workload it could obtain an SVID for: an entry of this node for
+    // that ID that pins this very binary digest. (The CA lock is not held across the reads.)
+    let ca = if let Some(workload) = &workload_id {
+        drop(ca);
+        let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        let digest_selector = req
+            .binary_digest
+            .strip_prefix("sha256:")
+            .map(|hex| format!("unix:sha256:{hex}"))
+            .and_then(|s| s.parse::<Selector>().ok());
+        let entitled = digest_selector.is_some_and(|digest| {
+            entries.iter().any(|e| {
+                e.is_parent(&node.id)
+                    && e.spiffe_id() == workload
+                    && e.selectors().contains(&digest)
+            })
+        });
+        if !entitled {
+            engine
+                .audit(
+                    &node_name,
+                    action,
+                    &workload.to_string(),
+                    "denied",
+                    "no entry of this node grants that workload id to that binary digest",
+                )
+                .await?;
+            return Err(ApiError::Forbidden);
+        }
+        identity.ca.read().await
+    } else {
+        ca
+    };
     let instance = daas_identity::InstanceStatic {
         binary_digest: req.binary_digest,
         node_id: node.id.clone(),

@@ -224,7 +224,7 @@ async fn a_node_gets_jwt_svids_that_validate_against_its_bundle_and_nothing_else
     );
     assert!(
         details.iter().any(|d| d.starts_with("ok entry ")
-            && d.ends_with("audience spiffe://daas.local/db,reports")),
+            && d.ends_with(r#"audience ["spiffe://daas.local/db","reports"]"#)),
         "{details:?}"
     );
 
@@ -355,8 +355,30 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
         app.expires_at().unix_timestamp() * 1000
     );
 
-    // The node gets an instance document for an allowed binary.
+    // The node gets an instance document for an allowed binary, naming a workload ID that an
+    // entry of this node grants to that very binary.
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/v1/identity/entries",
+            Some(
+                json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local",
+                        "selectors": [format!("unix:sha256:{}", "b".repeat(64)), "unix:uid:1000"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     let path = "/v1/identity/apps/web/instances";
+    // A workload ID no entry grants to that digest: refused (a node must not name others).
+    for (workload, digest) in [
+        ("spiffe://daas.local/payments", sha('b')),
+        ("spiffe://daas.local/web", sha('a')),
+    ] {
+        let mut request = instance_request(&app_doc, &digest);
+        request["workload_id"] = json!(workload);
+        let (status, body) = node_call(&node, &s, "POST", path, Some(request)).await;
+        assert_error(status, &body, 403, "forbidden");
+    }
     let (status, inst) = node_call(
         &node,
         &s,
