@@ -3,7 +3,7 @@
 //! bundle` exports the trust bundle, `daas identity verify` checks a document offline — and
 //! refuses a tampered one and one signed by another server's trust domain key.
 
-#[allow(dead_code, reason = "shared helpers: this file uses a subset")]
+#[expect(dead_code, reason = "shared helpers: this file uses a subset")]
 mod common;
 
 use common::{BIN, DevServer, Run, run_cmd};

@@ -8,7 +8,7 @@
 //! `spiffe` crate from crates.io (the sensor crate's `workload_client` example) and with
 //! `daas identity fetch`.
 
-#[allow(dead_code, reason = "shared helpers: this file uses a subset")]
+#[expect(dead_code, reason = "shared helpers: this file uses a subset")]
 mod common;
 
 use std::io::{BufRead as _, BufReader};
