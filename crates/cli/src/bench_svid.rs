@@ -98,6 +98,7 @@ async fn daas_setup() -> Result<RawTarget> {
         x509_ttl_secs: None,
         roles: Vec::new(),
         allow_without_digest: false,
+        app: None,
     };
     if let Err(e) = admin.entry_create(&entry).await {
         // A second run against the same server finds it there.

@@ -87,6 +87,10 @@ pub enum EntryCmd {
         /// A role granted to the identity (repeatable)
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// The app (from `daas app register`) whose instance documents matching workloads
+        /// receive from the sensor
+        #[arg(long, value_name = "NAME")]
+        app: Option<String>,
     },
     /// List registration entries as JSON
     List,

@@ -565,6 +565,7 @@ async fn entry(cmd: EntryCmd) -> Result<()> {
             node,
             ttl,
             roles,
+            app,
         } => {
             // Without --node, any node of the entry's trust domain may obtain it: the parent is
             // the trust domain ID itself.
@@ -580,6 +581,7 @@ async fn entry(cmd: EntryCmd) -> Result<()> {
                     x509_ttl_secs: ttl.map(|d| d.as_secs()),
                     roles,
                     allow_without_digest: false,
+                    app,
                 })
                 .await?;
             io::print_json(&entry)

@@ -130,7 +130,9 @@ pub struct AppMetadata {
     pub roles: Vec<String>,
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` follows the app name rule: 1..=63 characters of `[a-z0-9-]`, starting with a
+/// letter or digit.
+pub fn valid_app_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -168,7 +170,7 @@ impl AppMetadata {
     /// Checks every rule above.
     pub fn validate(&self) -> Result<(), CallerError> {
         let bad = CallerError::Document;
-        if !valid_name(&self.name) {
+        if !valid_app_name(&self.name) {
             return Err(bad(
                 "name must be 1-63 characters of [a-z0-9-], starting with a letter or digit",
             ));
@@ -521,7 +523,7 @@ fn check_issuer_and_times(
 }
 
 fn app_id(td: &TrustDomain, name: &str) -> Result<SpiffeId, DocumentError> {
-    if !valid_name(name) {
+    if !valid_app_name(name) {
         return Err(DocumentError::InvalidClaims("app name"));
     }
     td.spiffe_id(&format!("/app/{name}"))

@@ -93,6 +93,9 @@ pub struct NewEntry {
     pub roles: Vec<String>,
     /// Explicit opt-in to an entry that does not pin the binary digest.
     pub allow_without_digest: bool,
+    /// The app (by name) whose instance documents matching workloads receive; requires a
+    /// `unix:sha256` selector (an instance document names its binary).
+    pub app: Option<String>,
 }
 
 impl NewEntry {
@@ -105,6 +108,7 @@ impl NewEntry {
             x509_ttl: None,
             roles: Vec::new(),
             allow_without_digest: false,
+            app: None,
         }
     }
 }
@@ -121,6 +125,7 @@ pub struct RegistrationEntry {
     x509_ttl: Duration,
     roles: Vec<String>,
     allow_without_digest: bool,
+    app: Option<String>,
 }
 
 /// The stored form; deserialization goes through [`RegistrationEntry::new`] so a tampered or
@@ -137,6 +142,8 @@ struct EntryRepr {
     roles: Vec<String>,
     #[serde(default)]
     allow_without_digest: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    app: Option<String>,
 }
 
 impl TryFrom<EntryRepr> for RegistrationEntry {
@@ -151,6 +158,7 @@ impl TryFrom<EntryRepr> for RegistrationEntry {
                 x509_ttl: Some(Duration::from_secs(r.x509_ttl_secs)),
                 roles: r.roles,
                 allow_without_digest: r.allow_without_digest,
+                app: r.app,
             },
         )
     }
@@ -166,6 +174,7 @@ impl From<RegistrationEntry> for EntryRepr {
             x509_ttl_secs: e.x509_ttl.as_secs(),
             roles: e.roles,
             allow_without_digest: e.allow_without_digest,
+            app: e.app,
         }
     }
 }
@@ -243,6 +252,7 @@ impl RegistrationEntry {
             x509_ttl,
             roles,
             allow_without_digest,
+            app,
         } = spec;
         if spiffe_id.is_trust_domain_id() {
             return Err(EntryError::NoPath);
@@ -280,6 +290,19 @@ impl RegistrationEntry {
                 return Err(EntryError::DuplicateRole { role: r.clone() });
             }
         }
+        if let Some(name) = &app {
+            if !crate::document::valid_app_name(name) {
+                return Err(EntryError::AppName {
+                    name: excerpt(name),
+                });
+            }
+            if !selectors
+                .iter()
+                .any(|s| matches!(s, Selector::UnixSha256(_)))
+            {
+                return Err(EntryError::AppWithoutDigest);
+            }
+        }
         Ok(Self {
             id,
             spiffe_id,
@@ -288,6 +311,7 @@ impl RegistrationEntry {
             x509_ttl,
             roles,
             allow_without_digest,
+            app,
         })
     }
 
@@ -326,6 +350,11 @@ impl RegistrationEntry {
     pub fn roles(&self) -> &[String] {
         &self.roles
     }
+    /// The app whose instance documents matching workloads receive, if any.
+    pub fn app(&self) -> Option<&str> {
+        self.app.as_deref()
+    }
+
     /// Whether the entry was explicitly allowed to omit the binary digest.
     pub fn allows_without_digest(&self) -> bool {
         self.allow_without_digest
@@ -529,6 +558,42 @@ mod tests {
         assert!(serde_json::from_str::<RegistrationEntry>(&tampered).is_err());
         let bad_ttl = json.replace("3600", "5");
         assert!(serde_json::from_str::<RegistrationEntry>(&bad_ttl).is_err());
+    }
+
+    #[test]
+    fn app_entries_name_a_valid_app_and_pin_a_digest() {
+        let spec = |app: &str, sels: Vec<Selector>| {
+            let mut spec = NewEntry::new(id("spiffe://td/web"), id(NODE_A), sels);
+            spec.app = Some(app.into());
+            spec
+        };
+        let e = try_new(spec("web", vec![sel(U), sel(D1)])).unwrap();
+        assert_eq!(e.app(), Some("web"));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains("\"app\":\"web\""), "{json}");
+        assert_eq!(serde_json::from_str::<RegistrationEntry>(&json).unwrap(), e);
+        // An entry without an app serializes as before (no `app` member).
+        let plain = entry("e2", NODE_A, &[D1]);
+        assert_eq!(plain.app(), None);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("\"app\""));
+        for bad in ["", "Web", "-web", "web/x", "web app", &"a".repeat(64)] {
+            assert!(
+                matches!(
+                    try_new(spec(bad, vec![sel(U), sel(D1)])),
+                    Err(EntryError::AppName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut no_digest = spec("web", vec![sel(U), sel("unix:path:/usr/bin/web")]);
+        no_digest.allow_without_digest = true;
+        assert!(matches!(
+            try_new(no_digest),
+            Err(EntryError::AppWithoutDigest)
+        ));
+        // A stored entry whose app was edited into an invalid name is refused on load.
+        let tampered = json.replace("\"app\":\"web\"", "\"app\":\"../x\"");
+        assert!(serde_json::from_str::<RegistrationEntry>(&tampered).is_err());
     }
 
     #[test]

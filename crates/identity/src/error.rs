@@ -210,6 +210,17 @@ pub enum EntryError {
     /// The parent must be a node (`spiffe://td/daas/node/…`) or the trust domain (any node).
     #[error("the parent must be a node id (spiffe://<td>/daas/node/<id>) or the trust domain id")]
     ParentNotNode,
+    /// Not an app name.
+    #[error(
+        "app name \"{name}\" must be 1-63 characters of a-z 0-9 -, starting with a letter or digit"
+    )]
+    AppName {
+        /// The rejected name (escaped, truncated).
+        name: String,
+    },
+    /// Instance documents name their binary, so an entry that grants them pins one.
+    #[error("an entry naming an app needs a unix:sha256 selector (the binary digest)")]
+    AppWithoutDigest,
 }
 
 /// Why a node may not obtain an SVID for a workload (returned by

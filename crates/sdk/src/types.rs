@@ -179,6 +179,9 @@ pub struct EntryInfo {
     pub roles: Vec<String>,
     /// The entry was created without the digest-and-uid rule.
     pub allow_without_digest: bool,
+    /// The app whose instance documents matching workloads receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     /// Unix time in milliseconds.
     pub created_at: i64,
 }
@@ -195,6 +198,9 @@ pub struct NewEntry {
     pub roles: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_without_digest: bool,
+    /// The app whose instance documents matching workloads receive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// `GET /v1/identity/bundle`: the trust domain's CA certificates and token keys.

@@ -20,6 +20,8 @@ pub enum ApiError {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    /// 409 with the reason (e.g. a stale version); never internal details.
+    ConflictBecause(String),
     PayloadTooLarge,
     UnsupportedMediaType,
     Unavailable,
@@ -40,7 +42,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::ConflictBecause(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::Sealed => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,7 +62,7 @@ impl ApiError {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::Conflict => "conflict",
+            Self::Conflict | Self::ConflictBecause(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable => "unavailable",
@@ -84,6 +86,7 @@ impl ApiError {
             Self::NotFound => "not found".into(),
             Self::MethodNotAllowed => "method not allowed".into(),
             Self::Conflict => "already exists".into(),
+            Self::ConflictBecause(why) => format!("conflict: {why}"),
             Self::PayloadTooLarge => "request body too large".into(),
             Self::UnsupportedMediaType => {
                 "expected a json body (content-type: application/json)".into()

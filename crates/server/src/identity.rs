@@ -225,6 +225,8 @@ pub(crate) struct CreateEntryRequest {
     roles: Vec<String>,
     #[serde(default)]
     allow_without_digest: bool,
+    /// The app whose instance documents matching workloads receive.
+    app: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -237,6 +239,8 @@ pub(crate) struct EntryView {
     roles: Vec<String>,
     /// Set when the entry was created without the digest-and-uid rule: shown so it is noticed.
     allow_without_digest: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<String>,
     created_at: i64,
 }
 
@@ -250,6 +254,7 @@ impl EntryView {
             x509_ttl_secs: entry.x509_ttl().as_secs(),
             roles: entry.roles().to_vec(),
             allow_without_digest: entry.allows_without_digest(),
+            app: entry.app().map(str::to_owned),
             created_at,
         }
     }
@@ -292,6 +297,7 @@ pub async fn create_entry(
     new.x509_ttl = req.x509_ttl_secs.map(Duration::from_secs);
     new.roles = req.roles;
     new.allow_without_digest = req.allow_without_digest;
+    new.app = req.app;
     let entry = RegistrationEntry::new(EntryId::random().map_err(internal)?, new)
         .map_err(|e| entry_error(&e))?;
     let record = EntryRecord {
@@ -904,7 +910,8 @@ pub(crate) struct RegisterAppRequest {
     allowed_digests: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
-    /// Default 1; the caller increments it on re-issue (not yet stored: docs/identity.md).
+    /// Default: one more than the current document's (1 for the first). An explicit version
+    /// must be greater than the current one.
     version: Option<u64>,
     /// Default 30 days, at most 90.
     ttl_secs: Option<u64>,
@@ -928,8 +935,21 @@ fn document_error(e: daas_identity::Error) -> ApiError {
     }
 }
 
+/// The version of the app's current document, if it has one.
+async fn current_app_document(
+    engine: &Engine,
+    app_id: &str,
+) -> Result<Option<daas_store::AppDocumentRecord>, ApiError> {
+    match engine.store.get_app_document(app_id).await {
+        Ok(doc) => Ok(Some(doc)),
+        Err(daas_store::StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `POST /v1/identity/apps` (admin): issues (or re-issues) the identity document of an app
-/// created with `POST /v1/apps`.
+/// created with `POST /v1/apps`. The new document becomes the app's current one: instance
+/// documents are issued only under it from now on.
 pub async fn register_app(
     State(state): State<AppState>,
     caller: Caller,
@@ -947,7 +967,6 @@ pub async fn register_app(
     metadata
         .validate()
         .map_err(|e| ApiError::Malformed(e.to_string()))?;
-    let version = req.version.unwrap_or(1);
     let ttl = req.ttl_secs.map_or(
         daas_identity::document::DEFAULT_APP_DOCUMENT_TTL,
         Duration::from_secs,
@@ -957,6 +976,22 @@ pub async fn register_app(
         Err(daas_store::StoreError::NotFound) => return Err(ApiError::NotFound),
         Err(e) => return Err(e.into()),
     };
+    let current = current_app_document(&engine, &app.id)
+        .await?
+        .map(|doc| doc.version);
+    let version = match (req.version, current) {
+        (Some(0), _) => return Err(ApiError::Malformed("version: must be at least 1".into())),
+        (Some(v), Some(c)) if v <= c => {
+            return Err(ApiError::ConflictBecause(format!(
+                "version {v} is not greater than the current document's version {c}"
+            )));
+        }
+        (Some(v), _) => v,
+        (None, Some(c)) => c.checked_add(1).ok_or_else(|| {
+            ApiError::ConflictBecause("the current document has the last version".into())
+        })?,
+        (None, None) => 1,
+    };
     let now = time::OffsetDateTime::now_utc();
     let (document, verified) = identity
         .ca
@@ -964,19 +999,33 @@ pub async fn register_app(
         .await
         .issue_app_document(&app.id, &metadata, version, ttl, now)
         .map_err(document_error)?;
-    engine
-        .audit(
-            &caller.name,
-            "identity.app.register",
-            &verified.spiffe_id().to_string(),
-            "ok",
-            &format!(
-                "version {version}, {} allowed digests, expires {}",
-                metadata.allowed_digests.len(),
-                verified.expires_at().unix_timestamp()
-            ),
-        )
-        .await?;
+    let record = daas_store::AppDocumentRecord {
+        app_id: app.id.clone(),
+        version,
+        document: document.clone(),
+        updated_at: now_ms(),
+    };
+    let audit = event(
+        &caller.name,
+        "identity.app.register",
+        &verified.spiffe_id().to_string(),
+        "ok",
+        &format!(
+            "version {version}, {} allowed digests, expires {}",
+            metadata.allowed_digests.len(),
+            verified.expires_at().unix_timestamp()
+        ),
+    );
+    match engine.store.put_app_document(&record, &audit).await {
+        Ok(()) => {}
+        // A concurrent registration took this version first.
+        Err(daas_store::StoreError::Conflict) => {
+            return Err(ApiError::ConflictBecause(format!(
+                "version {version} was registered concurrently; retry"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok((
         StatusCode::CREATED,
         Json(AppDocumentResponse {
@@ -992,15 +1041,17 @@ pub async fn register_app(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InstanceDocumentRequest {
-    /// The app's current identity document (from `POST /v1/identity/apps`).
-    app_document: String,
+    /// Optional: if given, it must be the app's current document (a node holding an older
+    /// one learns that it was superseded).
+    app_document: Option<String>,
     /// `sha256:<hex>` of the instance's binary (the sensor's attestation).
     binary_digest: String,
     /// Process id and start time (Unix ms) of the instance on the node.
     pid: u32,
     started_at: i64,
-    /// The workload's SPIFFE ID, if it has one.
-    workload_id: Option<String>,
+    /// The workload's SPIFFE ID: an entry of this node must grant it to this binary digest
+    /// and name this app.
+    workload_id: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -1008,11 +1059,14 @@ pub(crate) struct InstanceDocumentResponse {
     spiffe_id: String,
     instance_id: String,
     document: String,
+    /// The app document the instance document is chained to (to verify it offline).
+    app_document: String,
     expires_at: i64,
 }
 
 /// `POST /v1/identity/apps/{app}/instances` (node): an instance document for a workload the
-/// node attested, chained to the app's document, if the app allows the instance's binary.
+/// node attested, chained to the app's current document, if an entry of the node grants the
+/// workload ID to that binary digest and names this app, and the app allows the digest.
 pub async fn issue_instance_document(
     State(state): State<AppState>,
     node: NodeCaller,
@@ -1028,107 +1082,119 @@ pub async fn issue_instance_document(
             "binary_digest: must be sha256: and 64 lowercase hex digits".into(),
         ));
     }
-    let workload_id = req
-        .workload_id
-        .as_deref()
-        .map(|w| parse_id("workload_id", w))
-        .transpose()?;
-    if workload_id
-        .as_ref()
-        .is_some_and(|w| !w.is_member_of(&identity.trust_domain))
-    {
+    let workload_id = parse_id("workload_id", &req.workload_id)?;
+    if !workload_id.is_member_of(&identity.trust_domain) {
         return Err(ApiError::Malformed(
             "workload_id: not in this server's trust domain".into(),
         ));
     }
+    if !daas_identity::document::valid_app_name(&app_name) {
+        return Err(ApiError::Malformed("app: not an app name".into()));
+    }
+    // Every refusal below is the same 403 to the node and precise in the audit log.
+    let deny = |target: String, detail: String| {
+        let engine = engine.clone();
+        let node_name = node_name.clone();
+        async move {
+            engine
+                .audit(&node_name, action, &target, "denied", &detail)
+                .await?;
+            Err::<Json<InstanceDocumentResponse>, ApiError>(ApiError::Forbidden)
+        }
+    };
+    let app_target = format!("app:{app_name}");
+    // Re-read at every issuance: a deleted app, or one never registered, gets nothing.
+    let app = match engine.store.get_app_by_name(&app_name).await {
+        Ok(app) => app,
+        Err(daas_store::StoreError::NotFound) => {
+            return deny(app_target, "no such app".into()).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(current) = current_app_document(&engine, &app.id).await? else {
+        return deny(app_target, "the app has no identity document".into()).await;
+    };
+    if req
+        .app_document
+        .as_ref()
+        .is_some_and(|presented| *presented != current.document)
+    {
+        return deny(
+            app_target,
+            format!(
+                "the presented app document is not the current one (version {})",
+                current.version
+            ),
+        )
+        .await;
+    }
+    // A node may name only a workload it could obtain an SVID for, and only for the app its
+    // entry names: an entry of this node for that ID that pins this very binary digest.
+    let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let digest_selector = req
+        .binary_digest
+        .strip_prefix("sha256:")
+        .map(|hex| format!("unix:sha256:{hex}"))
+        .and_then(|s| s.parse::<Selector>().ok());
+    let entitled = digest_selector.is_some_and(|digest| {
+        entries.iter().any(|e| {
+            e.is_parent(&node.id)
+                && e.spiffe_id() == &workload_id
+                && e.app() == Some(app_name.as_str())
+                && e.selectors().contains(&digest)
+        })
+    });
+    // (Read before the CA lock is taken; acted on after the app's own checks.)
     let now = time::OffsetDateTime::now_utc();
     let ca = identity.ca.read().await;
-    let app = match daas_identity::verify_app_document(
-        &req.app_document,
+    let app_doc = match daas_identity::verify_app_document(
+        &current.document,
         &ca.document_bundle(now),
         now,
     ) {
-        Ok(app) if app.metadata().name == app_name => app,
+        Ok(doc)
+            if doc.metadata().name == app_name
+                && doc.uid() == app.id
+                && doc.version() == current.version =>
+        {
+            doc
+        }
         verdict => {
             drop(ca);
-            // Opaque to the node, precise in the audit log.
             let detail = match verdict {
-                Ok(_) => "app document is for another app".to_owned(),
-                Err(e) => format!("app document rejected: {e}"),
+                Ok(_) => "the stored app document does not match its app".to_owned(),
+                Err(e) => format!("the current app document is not valid: {e}"),
             };
-            let target: String = app_name
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(64)
-                .collect();
-            engine
-                .audit(
-                    &node_name,
-                    action,
-                    &format!("app:{target}"),
-                    "denied",
-                    &detail,
-                )
-                .await?;
-            return Err(ApiError::Malformed(
-                "app_document: not a valid document of this app".into(),
-            ));
+            return deny(app_target, detail).await;
         }
     };
-    if !app.allows_digest(&req.binary_digest) {
+    if !app_doc.allows_digest(&req.binary_digest) {
         drop(ca);
-        engine
-            .audit(
-                &node_name,
-                action,
-                &app.spiffe_id().to_string(),
-                "denied",
-                &format!("binary digest {} not allowed by the app", req.binary_digest),
-            )
-            .await?;
-        return Err(ApiError::Forbidden);
+        return deny(
+            app_doc.spiffe_id().to_string(),
+            format!("binary digest {} not allowed by the app", req.binary_digest),
+        )
+        .await;
     }
-    // A node may name only a workload it could obtain an SVID for: an entry of this node for
-    // that ID that pins this very binary digest. (The CA lock is not held across the reads.)
-    let ca = if let Some(workload) = &workload_id {
+    if !entitled {
         drop(ca);
-        let entries: Vec<RegistrationEntry> = entries_of(&engine, &node.id)
-            .await?
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect();
-        let digest_selector = req
-            .binary_digest
-            .strip_prefix("sha256:")
-            .map(|hex| format!("unix:sha256:{hex}"))
-            .and_then(|s| s.parse::<Selector>().ok());
-        let entitled = digest_selector.is_some_and(|digest| {
-            entries.iter().any(|e| {
-                e.is_parent(&node.id)
-                    && e.spiffe_id() == workload
-                    && e.selectors().contains(&digest)
-            })
-        });
-        if !entitled {
-            engine
-                .audit(
-                    &node_name,
-                    action,
-                    &workload.to_string(),
-                    "denied",
-                    "no entry of this node grants that workload id to that binary digest",
-                )
-                .await?;
-            return Err(ApiError::Forbidden);
-        }
-        identity.ca.read().await
-    } else {
-        ca
-    };
+        return deny(
+            workload_id.to_string(),
+            format!(
+                "no entry of this node grants that workload id to binary {} for app {app_name}",
+                req.binary_digest
+            ),
+        )
+        .await;
+    }
     let instance = daas_identity::InstanceStatic {
         binary_digest: req.binary_digest,
         node_id: node.id.clone(),
-        workload_id,
+        workload_id: Some(workload_id),
     };
     let dynamic = daas_identity::InstanceDynamic {
         pid: req.pid,
@@ -1136,8 +1202,8 @@ pub async fn issue_instance_document(
     };
     let (document, verified) = ca
         .issue_instance_document(
-            &req.app_document,
-            &app,
+            &current.document,
+            &app_doc,
             &instance,
             &dynamic,
             daas_identity::document::DEFAULT_INSTANCE_DOCUMENT_TTL,
@@ -1153,7 +1219,7 @@ pub async fn issue_instance_document(
             "ok",
             &format!(
                 "app version {}, binary {}",
-                app.version(),
+                app_doc.version(),
                 instance.binary_digest
             ),
         )
@@ -1162,6 +1228,7 @@ pub async fn issue_instance_document(
         spiffe_id: verified.spiffe_id().to_string(),
         instance_id: verified.instance_id().to_owned(),
         document,
+        app_document: current.document,
         expires_at: verified.expires_at().unix_timestamp().saturating_mul(1000),
     }))
 }

@@ -356,7 +356,8 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
     );
 
     // The node gets an instance document for an allowed binary, naming a workload ID that an
-    // entry of this node grants to that very binary.
+    // entry of this node grants to that very binary and that names this app. An entry
+    // granting the ID without naming the app is not enough.
     let (status, body) = s
         .admin(
             "POST",
@@ -369,6 +370,28 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
         .await;
     assert_eq!(status, 201, "{body}");
     let path = "/v1/identity/apps/web/instances";
+    let (status, body) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(instance_request(&app_doc, &sha('b'))),
+    )
+    .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/v1/identity/entries",
+            Some(
+                json!({"spiffe_id": "spiffe://daas.local/web", "parent_id": "spiffe://daas.local",
+                        "selectors": [format!("unix:sha256:{}", "b".repeat(64)), "unix:uid:1000"],
+                        "app": "web"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["app"], "web");
     // A workload ID no entry grants to that digest: refused (a node must not name others).
     for (workload, digest) in [
         ("spiffe://daas.local/payments", sha('b')),
@@ -400,6 +423,8 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
     );
     assert_eq!(verified.static_metadata().node_id.to_string(), node.id);
     assert_eq!(verified.static_metadata().binary_digest, sha('b'));
+    // The answer carries the app document it is chained to.
+    assert_eq!(inst["app_document"], app_doc.as_str());
 
     // A disallowed digest: 403, audited.
     let (status, body) = node_call(
@@ -411,7 +436,8 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
     )
     .await;
     assert_error(status, &body, 403, "forbidden");
-    // A tampered app document, one of another trust domain, or another app's: 400, audited.
+    // A tampered app document, one of another trust domain, garbage, or an app that does not
+    // exist: 403 (only the app's current document is ever used), audited.
     // One character of the signature changed (not the last, so the base64url stays canonical).
     let mut tampered = app_doc.clone().into_bytes();
     let at = tampered.len() - 10;
@@ -448,10 +474,10 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
             &s,
             "POST",
             app_path,
-            Some(instance_request(bad, &sha('c'))),
+            Some(instance_request(bad, &sha('b'))),
         )
         .await;
-        assert_error(status, &body, 400, "malformed_request");
+        assert_error(status, &body, 403, "forbidden");
     }
     // Offline, the foreign document fails against our bundle, and ours against theirs.
     assert_eq!(
@@ -474,22 +500,71 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
             .any(|d| d.ends_with("not allowed by the app")),
         "{details:?}"
     );
-    assert!(
+    assert_eq!(
         details
             .iter()
-            .any(|d| d.starts_with("denied app document rejected: signature verification failed")),
+            .filter(|d| d.starts_with("denied the presented app document is not the current one"))
+            .count(),
+        3,
         "{details:?}"
     );
     assert!(
-        details
-            .iter()
-            .any(|d| d.starts_with("denied app document rejected: signed by a key")),
+        details.iter().any(|d| d == "denied no such app"),
         "{details:?}"
     );
     assert!(
+        details.iter().any(
+            |d| d.starts_with("denied no entry of this node grants that workload id to binary")
+        ),
+        "{details:?}"
+    );
+
+    // Re-registration: the version moves forward (by default one more), a stale explicit
+    // version is a 409, and the new document is the only one instances are issued under.
+    let narrowed = json!({
+        "name": "web",
+        "owner": "team web",
+        "allowed_digests": [sha('a')],
+    });
+    let (status, reissued) = s
+        .admin("POST", "/v1/identity/apps", Some(narrowed.clone()))
+        .await;
+    assert_eq!(status, 201, "{reissued}");
+    assert_eq!(reissued["version"], 2);
+    let new_doc = reissued["document"].as_str().unwrap().to_owned();
+    for stale in [1, 2] {
+        let mut again = narrowed.clone();
+        again["version"] = json!(stale);
+        let (status, body) = s.admin("POST", "/v1/identity/apps", Some(again)).await;
+        assert_error(status, &body, 409, "conflict");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not greater than the current document's version 2"),
+            "{body}"
+        );
+    }
+    // The old document is superseded; without a document the current one is used, and it no
+    // longer allows binary b.
+    let (status, body) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(instance_request(&app_doc, &sha('b'))),
+    )
+    .await;
+    assert_error(status, &body, 403, "forbidden");
+    let mut without_doc = instance_request(&new_doc, &sha('b'));
+    without_doc.as_object_mut().unwrap().remove("app_document");
+    let (status, body) = node_call(&node, &s, "POST", path, Some(without_doc)).await;
+    assert_error(status, &body, 403, "forbidden");
+    let details = audit_details(&s, "identity.instance.issue").await;
+    assert!(
         details
             .iter()
-            .any(|d| d == "denied app document is for another app"),
+            .any(|d| d.starts_with("denied binary digest") && d.ends_with("not allowed by the app")),
         "{details:?}"
     );
 
@@ -532,7 +607,20 @@ async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
         &s,
         "POST",
         path,
-        Some(json!({"app_document": app_doc, "binary_digest": "sha256:x", "pid": 1, "started_at": 0})),
+        Some(
+            json!({"app_document": app_doc, "binary_digest": "sha256:x", "pid": 1, "started_at": 0,
+                    "workload_id": "spiffe://daas.local/web"}),
+        ),
+    )
+    .await;
+    assert_error(status, &body, 400, "malformed_request");
+    // The workload ID is required.
+    let (status, body) = node_call(
+        &node,
+        &s,
+        "POST",
+        path,
+        Some(json!({"binary_digest": sha('a'), "pid": 1, "started_at": 0})),
     )
     .await;
     assert_error(status, &body, 400, "malformed_request");

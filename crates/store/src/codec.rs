@@ -437,3 +437,37 @@ pub(crate) fn open_entry(
         .to_vec();
     Ok(entry)
 }
+
+const APP_DOCUMENTS: &str = "app_documents";
+const APP_DOCUMENT_COLUMN: &str = "document";
+
+/// Seal an app document bound to its app's row.
+pub(crate) fn seal_app_document(
+    keys: &StorageKeys,
+    record: &crate::AppDocumentRecord,
+) -> Result<Vec<u8>, StoreError> {
+    seal(
+        keys,
+        APP_DOCUMENTS,
+        &record.app_id,
+        APP_DOCUMENT_COLUMN,
+        record.document.as_bytes(),
+    )
+}
+
+/// Open what [`seal_app_document`] sealed.
+pub(crate) fn open_app_document(
+    keys: &StorageKeys,
+    app_id: String,
+    version: i64,
+    sealed: &[u8],
+    updated_at: i64,
+) -> Result<crate::AppDocumentRecord, StoreError> {
+    let document = open_string(keys, APP_DOCUMENTS, &app_id, APP_DOCUMENT_COLUMN, sealed)?;
+    Ok(crate::AppDocumentRecord {
+        app_id,
+        version: u64_from_db(version, APP_DOCUMENTS, "version")?,
+        document,
+        updated_at,
+    })
+}

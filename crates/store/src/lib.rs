@@ -235,6 +235,27 @@ impl Store {
         }
     }
 
+    /// Make `doc` the app's current identity document. `Conflict` unless its version is
+    /// greater than the stored one's (then nothing is written, the audit event included);
+    /// `NotFound` if the app does not exist.
+    pub async fn put_app_document(
+        &self,
+        doc: &AppDocumentRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put_app_document(doc, audit).await,
+            Self::Postgres(s) => s.put_app_document(doc, audit).await,
+        }
+    }
+    /// The app's current identity document; `NotFound` if none was issued.
+    pub async fn get_app_document(&self, app_id: &str) -> Result<AppDocumentRecord, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get_app_document(app_id).await,
+            Self::Postgres(s) => s.get_app_document(app_id).await,
+        }
+    }
+
     // ---- workload identity ----
     /// The identity CA material (opaque to the store: the identity crate's serialised CA key
     /// and certificate), or `None` before the CA was created. The buffer is zeroized on drop;

@@ -63,6 +63,20 @@ pub struct AppRecord {
     pub created_at: i64,
 }
 
+/// The current identity document of an app (`app_documents`). The document is a signed,
+/// public statement; it is sealed all the same, like everything the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppDocumentRecord {
+    /// The app's id (`apps.id`).
+    pub app_id: String,
+    /// Strictly greater than the version it replaces.
+    pub version: u64,
+    /// The compact JWS.
+    pub document: String,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
 /// What the caller wants audited. The store adds seq, time and chain MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {

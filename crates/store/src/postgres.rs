@@ -26,8 +26,9 @@ use zeroize::Zeroizing;
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
 use crate::codec::{self, AppRow, ObjectRow, SecretRow};
 use crate::{
-    AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord, JoinTokenRecord, JoinTokenUse,
-    NodeRecord, ObjectRecord, SecretRecord, SecretSummary, StoreError, schema,
+    AppDocumentRecord, AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord,
+    JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectRecord, SecretRecord, SecretSummary,
+    StoreError, schema,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -648,6 +649,67 @@ impl PgStore {
         .db()?;
         append(&tx, self.keys(), audit).await?;
         tx.commit().await.db()
+    }
+
+    pub(crate) async fn put_app_document(
+        &self,
+        doc: &AppDocumentRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let sealed = codec::seal_app_document(self.keys(), doc)?;
+        let version = codec::u64_to_db(doc.version)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        // Lock the app row: a concurrent writer of the same app waits, then sees our version.
+        let app = tx
+            .prepare_cached("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE")
+            .await
+            .db()?;
+        if tx.query_opt(&app, &[&doc.app_id]).await.db()?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO app_documents (app_id, version, document, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (app_id) DO UPDATE
+                 SET version = excluded.version, document = excluded.document,
+                     updated_at = excluded.updated_at
+                 WHERE excluded.version > app_documents.version",
+            )
+            .await
+            .db()?;
+        let written = tx
+            .execute(&stmt, &[&doc.app_id, &version, &sealed, &doc.updated_at])
+            .await
+            .db()?;
+        if written == 0 {
+            return Err(StoreError::Conflict);
+        }
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn get_app_document(
+        &self,
+        app_id: &str,
+    ) -> Result<AppDocumentRecord, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT version, document, updated_at FROM app_documents WHERE app_id = $1",
+            )
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&app_id])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        let version: i64 = row.try_get(0).db()?;
+        let sealed: Vec<u8> = row.try_get(1).db()?;
+        let updated_at: i64 = row.try_get(2).db()?;
+        codec::open_app_document(self.keys(), app_id.to_owned(), version, &sealed, updated_at)
     }
 
     async fn get_app_where(

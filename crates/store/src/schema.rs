@@ -180,6 +180,27 @@ CREATE TABLE nodes (
 );
 ",
     },
+    // The current identity document of each app: instance documents are issued only under it,
+    // so a re-issued (narrowed) document supersedes the old one at once. Versions only grow.
+    Migration {
+        version: 3,
+        sqlite: "
+CREATE TABLE app_documents (
+    app_id     TEXT PRIMARY KEY REFERENCES apps (id),
+    version    INTEGER NOT NULL,
+    document   BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+",
+        postgres: "
+CREATE TABLE app_documents (
+    app_id     TEXT PRIMARY KEY REFERENCES apps (id),
+    version    BIGINT NOT NULL,
+    document   BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+",
+    },
 ];
 
 /// The newest version this build knows.

@@ -52,8 +52,9 @@ use zeroize::Zeroizing;
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
 use crate::codec::{self, AppRow, ObjectRow, SecretRow};
 use crate::{
-    AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord, JoinTokenRecord, JoinTokenUse,
-    NodeRecord, ObjectRecord, SecretRecord, SecretSummary, StoreError, schema,
+    AppDocumentRecord, AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord,
+    JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectRecord, SecretRecord, SecretSummary,
+    StoreError, schema,
 };
 
 /// Most jobs committed in one transaction.
@@ -1081,6 +1082,68 @@ impl SqliteStore {
             }
             codec::sort_apps(&mut out);
             Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn put_app_document(
+        &self,
+        doc: &AppDocumentRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let sealed = codec::seal_app_document(&self.inner.keys, doc)?;
+        let version = codec::u64_to_db(doc.version)?;
+        let app_id = doc.app_id.clone();
+        let updated_at = doc.updated_at;
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let app_exists = ctx
+                .conn
+                .prepare_cached("SELECT 1 FROM apps WHERE id = ?1")
+                .db()?
+                .exists([&app_id])
+                .db()?;
+            if !app_exists {
+                return Err(StoreError::NotFound);
+            }
+            let written = ctx
+                .conn
+                .prepare_cached(
+                    "INSERT INTO app_documents (app_id, version, document, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (app_id) DO UPDATE
+                     SET version = excluded.version, document = excluded.document,
+                         updated_at = excluded.updated_at
+                     WHERE excluded.version > app_documents.version",
+                )
+                .db()?
+                .execute(params![app_id, version, sealed, updated_at])
+                .db()?;
+            if written == 0 {
+                return Err(StoreError::Conflict);
+            }
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn get_app_document(
+        &self,
+        app_id: &str,
+    ) -> Result<AppDocumentRecord, StoreError> {
+        let app_id = app_id.to_owned();
+        self.read(move |conn, keys| {
+            let (version, sealed, updated_at): (i64, Vec<u8>, i64) = conn
+                .prepare_cached(
+                    "SELECT version, document, updated_at FROM app_documents WHERE app_id = ?1",
+                )
+                .db()?
+                .query_row([&app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .db()?
+                .ok_or(StoreError::NotFound)?;
+            codec::open_app_document(keys, app_id, version, &sealed, updated_at)
         })
         .await
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use daas_crypto::storage::StorageKeys;
 use daas_crypto::{Key256, ObjectId};
 use daas_store::{
-    AppRecord, AuditEvent, EntryRecord, JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectMode,
-    ObjectRecord, SecretRecord, Store, StoreError, StoreUrl,
+    AppDocumentRecord, AppRecord, AuditEvent, EntryRecord, JoinTokenRecord, JoinTokenUse,
+    NodeRecord, ObjectMode, ObjectRecord, SecretRecord, Store, StoreError, StoreUrl,
 };
 
 /// What the suite needs from a backend besides the store: raw access for tampering and dumps.
@@ -45,6 +45,8 @@ macro_rules! store_suite {
             deleting_a_secrets_object_conflicts,
             list_ordering,
             app_roundtrip_and_conflicts,
+            app_documents_only_move_forward,
+            app_document_concurrent_writers,
             audit_concurrent_appends_verify,
             audit_list_paging,
             failed_write_rolls_back_alone,
@@ -510,6 +512,118 @@ pub(crate) async fn app_roundtrip_and_conflicts(b: &impl Backend) {
         .unwrap();
     assert_eq!(store.get_app_by_name("api").await.unwrap().id, "app_2");
     assert_chain_ok(store, 2).await;
+}
+
+fn app_doc(app_id: &str, version: u64) -> AppDocumentRecord {
+    AppDocumentRecord {
+        app_id: app_id.into(),
+        version,
+        document: format!("header.payload-of-{app_id}-v{version}.signature"),
+        updated_at: 1_700_000_000_000 + i64::try_from(version).unwrap(),
+    }
+}
+
+/// The current app document: only a greater version replaces it; a refused write leaves no
+/// audit entry; documents of unknown apps are refused; the document is sealed to its row.
+pub(crate) async fn app_documents_only_move_forward(b: &impl Backend) {
+    let store = b.store();
+    assert!(matches!(
+        store.get_app_document("app_1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .put_app_document(&app_doc("app_1", 1), &ev("identity.app.register", "x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .put_app(&app("app_1", "web"), &ev("app.create", "web"))
+        .await
+        .unwrap();
+    store
+        .put_app(&app("app_2", "api"), &ev("app.create", "api"))
+        .await
+        .unwrap();
+    store
+        .put_app_document(&app_doc("app_1", 2), &ev("identity.app.register", "web"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_app_document("app_1").await.unwrap(),
+        app_doc("app_1", 2)
+    );
+    for stale in [1, 2] {
+        assert!(matches!(
+            store
+                .put_app_document(
+                    &app_doc("app_1", stale),
+                    &ev("identity.app.register", "web")
+                )
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
+    assert_eq!(
+        store.get_app_document("app_1").await.unwrap(),
+        app_doc("app_1", 2)
+    );
+    store
+        .put_app_document(&app_doc("app_1", 7), &ev("identity.app.register", "web"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_app_document("app_1").await.unwrap().version, 7);
+    assert!(matches!(
+        store.get_app_document("app_2").await,
+        Err(StoreError::NotFound)
+    ));
+    // Two apps, two documents registered: the refused writes audited nothing.
+    assert_chain_ok(store, 4).await;
+    // Sealed: the document text is not in the database, and moving it to another app's row
+    // breaks its integrity check.
+    store
+        .put_app_document(&app_doc("app_2", 1), &ev("identity.app.register", "api"))
+        .await
+        .unwrap();
+    assert!(!contains(&b.dump().await, b"payload-of-app_1-v7"));
+    b.exec(
+        "UPDATE app_documents SET document = (SELECT document FROM app_documents
+         WHERE app_id = 'app_1') WHERE app_id = 'app_2'",
+    )
+    .await;
+    assert!(matches!(
+        store.get_app_document("app_2").await,
+        Err(StoreError::Integrity { .. })
+    ));
+}
+
+/// Writers racing with versions 1..=8: the stored version ends at 8 and exactly the writes
+/// that succeeded are audited.
+pub(crate) async fn app_document_concurrent_writers(b: &impl Backend) {
+    let store = b.store();
+    store
+        .put_app(&app("app_1", "web"), &ev("app.create", "web"))
+        .await
+        .unwrap();
+    let writes = (1..=8u64).map(|v| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .put_app_document(&app_doc("app_1", v), &ev("identity.app.register", "web"))
+                .await
+        })
+    });
+    let mut succeeded = 0;
+    for write in writes.collect::<Vec<_>>() {
+        match write.await.unwrap() {
+            Ok(()) => succeeded += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(succeeded >= 1);
+    assert_eq!(store.get_app_document("app_1").await.unwrap().version, 8);
+    assert_chain_ok(store, 1 + succeeded).await;
 }
 
 // ---------------------------------------------------------------- audit
