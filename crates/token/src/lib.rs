@@ -17,11 +17,13 @@
 
 pub mod b64;
 mod error;
+pub mod htu;
 mod json;
 pub mod jwk;
 pub mod jws;
 
 pub use error::{JwsError, KeyError};
+pub use htu::{HtuError, normalize_htu};
 pub use jwk::{KeySet, PublicJwk, SigningKey, VerifyingKey};
 pub use jws::{
     Header, HeaderFields, HeaderPolicy, MAX_TOKEN_LEN, Unverified, Verified, sign, verify_signature,
