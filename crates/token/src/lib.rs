@@ -21,9 +21,11 @@ pub mod htu;
 mod json;
 pub mod jwk;
 pub mod jws;
+pub mod nonce;
 
 pub use error::{JwsError, KeyError};
 pub use htu::{HtuError, normalize_htu};
+pub use nonce::{NonceError, NonceKey};
 pub use jwk::{KeySet, PublicJwk, SigningKey, VerifyingKey};
 pub use jws::{
     Header, HeaderFields, HeaderPolicy, MAX_TOKEN_LEN, Unverified, Verified, sign, verify_signature,
