@@ -1,0 +1,1 @@
+// Access token tests: see the next commit.
