@@ -21,6 +21,11 @@ pub const NONCE_MAC_LABEL: &[u8] = b"daas dpop nonce v1";
 /// Default nonce window: a nonce is accepted for 5 to 10 minutes after it was issued.
 pub const DEFAULT_NONCE_WINDOW_SECS: u32 = 300;
 
+const DEFAULT_WINDOW: NonZeroU32 = match NonZeroU32::new(DEFAULT_NONCE_WINDOW_SECS) {
+    Some(window) => window,
+    None => NonZeroU32::MIN,
+};
+
 const VERSION: u8 = 1;
 const WINDOW_LEN: usize = 8;
 const TAG_LEN: usize = 32;
@@ -49,13 +54,13 @@ pub struct NonceKey {
 impl NonceKey {
     /// A key from 32 secret bytes (e.g. derived from the server's master key), with the default
     /// window of [`DEFAULT_NONCE_WINDOW_SECS`]. Every server that must accept the nonces of the
-    /// others needs the same bytes and window.
+    /// others needs the same bytes and window. The argument is moved into zeroized storage; the
+    /// caller should zeroize any copy it keeps.
     #[must_use]
     pub fn new(key: [u8; 32]) -> Self {
-        let key = Zeroizing::new(key);
         Self {
-            key,
-            window_secs: NonZeroU32::new(DEFAULT_NONCE_WINDOW_SECS).unwrap_or(NonZeroU32::MIN),
+            key: Zeroizing::new(key),
+            window_secs: DEFAULT_WINDOW,
         }
     }
 
