@@ -1041,3 +1041,38 @@ proptest! {
         prop_assert!(verify(&mutated, &request("GET", URI)).is_err());
     }
 }
+
+/// ECDSA signatures are malleable: `(r, n - s)` verifies too, so one ES256 proof has two valid
+/// spellings. The replay key is made from the key and `jti`, not from the proof's bytes, so the
+/// second spelling is still a replay.
+#[test]
+fn malleated_es256_proof_is_still_a_replay() {
+    const P256_N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let client = key(Alg::Es256);
+    let p = proof(&client, "GET", URI);
+    let (input, sig) = p.rsplit_once('.').unwrap();
+    let mut sig = b64::decode(sig).unwrap();
+    // s := n - s, big-endian with borrow.
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let diff = i16::from(P256_N[i]) - i16::from(sig[32 + i]) - borrow;
+        sig[32 + i] = (diff & 0xff) as u8;
+        borrow = i16::from(diff < 0);
+    }
+    let twin = format!("{input}.{}", b64::encode(&sig));
+    assert_ne!(twin, p);
+    let cache = MemoryReplayCache::new(4);
+    let req = request("GET", URI);
+    // The twin is a valid proof on its own...
+    verify_with(&twin, &req, None, &MemoryReplayCache::new(4)).unwrap();
+    // ...but after the original, it is a replay.
+    verify_with(&p, &req, None, &cache).unwrap();
+    assert_eq!(
+        verify_with(&twin, &req, None, &cache).unwrap_err(),
+        DpopError::Replayed
+    );
+}

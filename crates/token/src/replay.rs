@@ -25,7 +25,9 @@ pub const REPLAY_KEY_LABEL: &[u8] = b"daas dpop replay v1";
 /// a shared store have a fixed size whatever the client sends, and carry no client text.
 ///
 /// The key includes the proof key's thumbprint: `jti` values are the client's choice and need
-/// only be unique per key (RFC 9449 §4.2), so one client cannot block another's `jti`.
+/// only be unique per key (RFC 9449 §4.2), so one client cannot block another's `jti`. It is not
+/// made from the proof's bytes: an ES256 signature can be re-spelled as `(r, n - s)`, and that
+/// second valid spelling must still count as the same proof.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ReplayKey(String);
 
