@@ -208,6 +208,10 @@ pub fn single_proof<'a>(header_values: &[&'a str]) -> Result<&'a str, DpopError>
 /// [`single_proof`]). With `nonce_key`, the proof must carry a nonce issued by it (RFC 9449
 /// §8); without, a `nonce` claim is ignored. `now` is Unix seconds.
 ///
+/// Without an access token in `request` the proof binds nothing by itself: it shows possession
+/// of [`VerifiedProof::jkt`], which the caller then binds (e.g. into a token's `cnf.jkt`) or
+/// compares with a binding it already trusts.
+///
 /// # Errors
 /// A [`DpopError`] naming the first rule broken; [`DpopError::error_code`] says what to answer.
 pub fn verify_proof(
