@@ -1,6 +1,8 @@
-//! Strict JWS / JWK for daas (RFC 7515, 7517, 7638 under the rules of RFC 8725 and DESIGN.md §5).
+//! Strict JWS / JWK, DPoP proofs and DPoP-bound access tokens for daas (RFC 7515, 7517, 7638,
+//! 9068, 9449 under the rules of RFC 8725 and DESIGN.md §5).
 //!
-//! The crate does no I/O. It gives three things:
+//! The crate does no I/O: time comes in as a parameter (Unix seconds), replay state through the
+//! [`ReplayCache`] trait. The JWS layer:
 //!
 //! * [`b64`]: base64url without padding that accepts exactly one spelling per byte string, so a
 //!   token cannot be re-encoded into a different string that verifies the same way.
@@ -13,19 +15,47 @@
 //!
 //! Only `EdDSA` (Ed25519) and `ES256` (P-256, 64-byte `r || s` signatures) exist here: every
 //! other algorithm, including `none` and the HMAC family, is rejected before any cryptography.
+//!
+//! On top of it, proof of possession (docs/tokens.md):
+//!
+//! * [`access`]: access tokens (`typ: at+jwt`, `cnf.jkt`, `status`), [`issue_access_token`],
+//!   [`verify_access_token`] and the resource server's complete check [`verify_dpop_request`].
+//! * [`dpop`]: DPoP proofs, [`build_proof`] for clients and [`verify_proof`] (every rule of
+//!   RFC 9449 §4.3) for servers, giving a [`VerifiedProof`].
+//! * [`htu`]: the normal form in which `htu` and the request URI are compared.
+//! * [`nonce`]: stateless server nonces ([`NonceKey`]).
+//! * [`replay`]: replay keys, the [`ReplayCache`] trait, an in-process [`MemoryReplayCache`],
+//!   and [`PendingReplayCheck`], which releases a verified proof only after the replay check.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod b64;
+pub mod dpop;
 mod error;
+pub mod htu;
 mod json;
 pub mod jwk;
 pub mod jws;
+pub mod nonce;
+pub mod replay;
 
-pub use error::{JwsError, KeyError};
+pub use access::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, DpopPolicy, DpopRequest, StatusListRef,
+    VerifiedAccessToken, issue_access_token, verify_access_token, verify_dpop_request,
+    verify_dpop_request_pending,
+};
+pub use dpop::{
+    PROOF_TYP, ProofPolicy, ProofRequest, VerifiedProof, access_token_hash, build_proof,
+    single_proof, verify_proof,
+};
+pub use error::{AccessTokenError, DpopError, ErrorCode, Fault, JwsError, KeyError};
+pub use htu::{HtuError, normalize_htu};
 pub use jwk::{KeySet, PublicJwk, SigningKey, VerifyingKey};
 pub use jws::{
     Header, HeaderFields, HeaderPolicy, MAX_TOKEN_LEN, Unverified, Verified, sign, verify_signature,
 };
+pub use nonce::{NonceError, NonceKey};
+pub use replay::{MemoryReplayCache, PendingReplayCheck, ReplayCache, ReplayCacheError, ReplayKey};
 
 /// Parses `bytes` as one JSON object, refusing duplicate keys at any depth (the same strict
 /// parser tokens go through). For JWK sets and other untrusted JSON that holds keys: two
