@@ -159,6 +159,8 @@ pub enum IdentityCmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Fetch this process's instance identity documents from a sensor; prints them as JSON
+    Instance(crate::identity_docs::IdentityInstanceArgs),
     /// Verify an app or instance identity document offline against a trust bundle
     Verify(crate::identity_docs::IdentityVerifyArgs),
     /// Print the trust bundle (CA certificates and token keys) as JSON, for offline checks

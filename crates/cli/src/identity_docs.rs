@@ -28,8 +28,8 @@ pub struct AppRegisterArgs {
     /// A role of the app (repeatable)
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
-    /// Document version (default 1); increment it when re-issuing (`--version` is the
-    /// program's own flag)
+    /// Document version (default: one more than the current document's, 1 for the first;
+    /// an explicit one must be greater). `--version` is the program's own flag
     #[arg(long, value_name = "N")]
     pub doc_version: Option<u64>,
     /// Document lifetime (default 30d, at most 90d)
@@ -51,6 +51,74 @@ pub struct IdentityVerifyArgs {
     /// For an instance document: the app document it is chained to (a file)
     #[arg(long = "app", value_name = "APPDOC")]
     pub app: Option<PathBuf>,
+}
+
+/// `daas identity instance --socket PATH [--out DIR]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityInstanceArgs {
+    /// The sensor's Workload API socket
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Write instance.jws and app.jws (the first document, 0600) into this directory
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Fetches this process's instance identity documents from the sensor; prints one line of JSON
+/// `{"documents": [{workload_id, spiffe_id, instance_id, expires_at}]}`.
+pub async fn identity_instance(args: &IdentityInstanceArgs) -> Result<()> {
+    let documents = daas_sensor::workload_client::fetch_instance_documents(&args.socket).await?;
+    if let (Some(dir), Some(first)) = (&args.out, documents.first()) {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text) in [
+            ("instance.jws", &first.document),
+            ("app.jws", &first.app_document),
+        ] {
+            write_private(&dir.join(name), &format!("{text}\n"))?;
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Summary<'a> {
+        workload_id: &'a str,
+        spiffe_id: &'a str,
+        instance_id: &'a str,
+        expires_at: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        documents: Vec<Summary<'a>>,
+    }
+    print_json(&Out {
+        documents: documents
+            .iter()
+            .map(|d| Summary {
+                workload_id: &d.workload_id,
+                spiffe_id: &d.spiffe_id,
+                instance_id: &d.instance_id,
+                expires_at: d.expires_at,
+            })
+            .collect(),
+    })
+}
+
+/// Replace `path` with `text`, readable by its owner only (documents are bearer statements).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("jws.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Issues the app's identity document; prints `{spiffe_id, uid, version, document, expires_at}`

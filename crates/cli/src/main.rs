@@ -293,6 +293,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             identity_fetch(&socket, out.as_deref()).await?;
         }
         Command::Identity(IdentityCmd::Verify(args)) => identity_docs::identity_verify(&args)?,
+        Command::Identity(IdentityCmd::Instance(args)) => {
+            identity_docs::identity_instance(&args).await?;
+        }
         Command::Identity(IdentityCmd::Bundle) => io::print_json(&client()?.trust_bundle().await?)?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,

@@ -86,7 +86,18 @@ fn readme_identity_tour_runs_verbatim() {
         lines[5],
         "error: no identity issued to this process (is a registration entry for its binary in place?)"
     );
-    assert_eq!(lines.len(), 6, "{stdout}");
+    // The same copy gets no instance document either; this process run gets one, chained to
+    // the app's, that verifies offline against the bundle.
+    assert_eq!(
+        lines[6],
+        "error: no identity issued to this process (is a registration entry for its binary in place?)"
+    );
+    assert_eq!(
+        &lines[7..9],
+        ["spiffe://daas.local/app/demo/instance/", "\"valid\": true"],
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 9, "{stdout}");
     assert!(
         stderr.is_empty(),
         "the identity tour printed errors: {stderr}"

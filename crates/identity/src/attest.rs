@@ -61,6 +61,10 @@ pub struct WorkloadFacts {
     pub binary_path: PathBuf,
     /// The cgroup v2 path (`/system.slice/x.service`), or the first v1 path, when known.
     pub cgroup: Option<String>,
+    /// When the process started, Unix milliseconds (boot time + its start in clock ticks),
+    /// when `/proc/stat` gives the boot time. With the pid it names this one process run:
+    /// instance documents are derived from it.
+    pub started_at_ms: Option<i64>,
 }
 
 impl WorkloadFacts {
@@ -124,7 +128,15 @@ pub struct Attestor {
     proc_root: PathBuf,
     cache: Mutex<HashMap<FileIdentity, [u8; 32]>>,
     hashes_computed: AtomicU64,
+    /// `btime` of `/proc/stat`, read once: the kernel recomputes it from the wall clock on
+    /// every read, so it may move by a second after a clock step; reading it once keeps a
+    /// process's start time (and so its instance ID) stable for this sensor's lifetime.
+    boot_time_secs: std::sync::OnceLock<Option<i64>>,
 }
+
+/// Clock ticks per second of `/proc/<pid>/stat` times: `USER_HZ`, which is 100 on every
+/// Linux architecture's user ABI (independent of the kernel's `CONFIG_HZ`).
+const USER_HZ: u64 = 100;
 
 impl Default for Attestor {
     fn default() -> Self {
@@ -175,6 +187,7 @@ impl Attestor {
             proc_root: root.into(),
             cache: Mutex::new(HashMap::new()),
             hashes_computed: AtomicU64::new(0),
+            boot_time_secs: std::sync::OnceLock::new(),
         }
     }
 
@@ -242,6 +255,11 @@ impl Attestor {
             });
         }
 
+        let started_at_ms = self.boot_time_secs().and_then(|boot| {
+            let since_boot_ms =
+                i64::try_from(before.start_time.checked_mul(1000)? / USER_HZ).ok()?;
+            boot.checked_mul(1000)?.checked_add(since_boot_ms)
+        });
         Ok(WorkloadFacts {
             pid: peer.pid,
             uid: peer.uid,
@@ -249,6 +267,15 @@ impl Attestor {
             binary_sha256,
             binary_path,
             cgroup,
+            started_at_ms,
+        })
+    }
+
+    /// The boot time in Unix seconds, read from `/proc/stat` on first use.
+    fn boot_time_secs(&self) -> Option<i64> {
+        *self.boot_time_secs.get_or_init(|| {
+            let stat = std::fs::read_to_string(self.proc_root.join("stat")).ok()?;
+            parse_boot_time(&stat)
         })
     }
 
@@ -316,6 +343,14 @@ fn hash_file(file: &mut File) -> std::io::Result<[u8; 32]> {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     Ok(out)
+}
+
+/// The `btime` line of `/proc/stat`: boot time in Unix seconds.
+fn parse_boot_time(stat: &str) -> Option<i64> {
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|v| *v > 0)
 }
 
 /// Field 22 (`starttime`) of `/proc/<pid>/stat`. The command name (field 2) is in parentheses
@@ -396,6 +431,7 @@ mod tests {
             binary_sha256: [0xab; 32],
             binary_path: PathBuf::from("/usr/bin/app"),
             cgroup: Some("/system.slice/app.service".to_owned()),
+            started_at_ms: None,
         };
         let text: Vec<String> = facts.selectors().iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -480,6 +516,29 @@ mod tests {
         assert_eq!(facts.binary_path, child.path);
         assert_eq!(facts.pid, child.child.id());
         assert_eq!(facts.binary_sha256_hex().len(), 64);
+    }
+
+    #[test]
+    fn the_start_time_is_stable_and_close_to_now() {
+        let spawned_at = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let child = Child::spawn_copy_of_sleep();
+        let attestor = Attestor::new();
+        let first = attestor
+            .attest(child.peer())
+            .unwrap()
+            .started_at_ms
+            .unwrap();
+        let again = attestor
+            .attest(child.peer())
+            .unwrap()
+            .started_at_ms
+            .unwrap();
+        assert_eq!(first, again);
+        // Boot time has one-second resolution; allow a generous margin for clock steps.
+        assert!(
+            (first - spawned_at).abs() < 120_000,
+            "{first} vs {spawned_at}"
+        );
     }
 
     #[test]
@@ -598,6 +657,26 @@ mod tests {
         peer.uid = peer.uid.wrapping_add(1);
         let err = Attestor::new().attest(peer).unwrap_err();
         assert!(matches!(err, AttestError::ProcessChanged { .. }), "{err}");
+    }
+
+    #[test]
+    fn boot_time_parsing() {
+        assert_eq!(
+            parse_boot_time("cpu  1 2 3\nintr 5\nbtime 1764950000\nprocesses 9\n"),
+            Some(1_764_950_000)
+        );
+        for bad in [
+            "",
+            "btime\n",
+            "btime x\n",
+            "btime -5\n",
+            "xbtime 5\n",
+            "btime 0\n",
+        ] {
+            assert_eq!(parse_boot_time(bad), None, "{bad:?}");
+        }
+        let real = std::fs::read_to_string("/proc/stat").unwrap();
+        assert!(parse_boot_time(&real).is_some());
     }
 
     #[test]

@@ -31,7 +31,8 @@ use zeroize::Zeroizing;
 use crate::node_store::{NodeIdentity, NodeStore, NodeStoreError};
 use crate::server_client::{IssuedSvid, NodeEntry, ServerClient, ServerError};
 use crate::workload_api::{
-    BoxFuture, IdentitySource, JwtSvid, SourceError, ValidateError, X509SvidWithKey,
+    BoxFuture, IdentitySource, InstanceDocument, JwtSvid, SourceError, ValidateError,
+    X509SvidWithKey,
 };
 
 /// Denial reports waiting to be coalesced; beyond this they are dropped (and counted in the
@@ -46,6 +47,9 @@ const ROTATE_AT_FRACTION: f64 = 0.5;
 /// Most JWT-SVIDs cached (per ID and audience), and per SPIFFE ID.
 const MAX_CACHED_JWTS: usize = 256;
 const MAX_CACHED_JWTS_PER_ID: usize = 16;
+/// Instance documents kept (one per process run and entry); expired ones go first, then the
+/// soonest to expire. A process past the bound gets a fresh document on its next call.
+const MAX_CACHED_INSTANCES: usize = 256;
 /// First retry after a failed sync; doubled per failure up to the sync interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -142,6 +146,20 @@ struct State {
     /// Bumped when entries change or everything is forgotten: a token fetched across such a
     /// change is not cached.
     generation: u64,
+    /// The trust domain's identity-document keys (from the node bundle endpoint).
+    document_bundle: Option<daas_identity::DocumentBundle>,
+    /// Instance documents by process run and entry, reused until half their life is gone.
+    instance_cache: HashMap<InstanceKey, CachedInstance>,
+}
+
+/// (workload ID, pid, start time in Unix ms, binary digest): one process run under one entry.
+type InstanceKey = (String, u32, i64, String);
+
+/// An instance document fetched for a process and verified against the document keys.
+struct CachedInstance {
+    document: InstanceDocument,
+    refresh_after: OffsetDateTime,
+    expires_at: OffsetDateTime,
 }
 
 /// A JWT-SVID fetched for a workload: a bearer token, kept only in memory.
@@ -361,6 +379,8 @@ impl Agent {
                 jwt_bundle: None,
                 jwt_cache: HashMap::new(),
                 generation: 0,
+                document_bundle: None,
+                instance_cache: HashMap::new(),
             }),
             updates: watch::channel(0).0,
             denials,
@@ -539,6 +559,7 @@ impl Agent {
             let mut state = self.write();
             state.entries.clear();
             state.jwt_cache.clear();
+            state.instance_cache.clear();
             state.generation = state.generation.wrapping_add(1);
             state.pem_dirty = true;
         }
@@ -645,6 +666,8 @@ impl Agent {
             state
                 .jwt_cache
                 .retain(|(id, _), _| fresh.iter().any(|c| c.entry.spiffe_id == *id));
+            // Instance documents are re-checked against the new entries (app, digest).
+            state.instance_cache.clear();
             state.generation = state.generation.wrapping_add(1);
         }
         state.entries = fresh;
@@ -723,19 +746,24 @@ impl Agent {
         ))
     }
 
-    /// Read the trust domain's JWT-SVID keys; only a bundle of this node's trust domain is
-    /// accepted. Returns whether it changed.
+    /// Read the trust domain's JWT-SVID and identity-document keys; only a bundle of this
+    /// node's trust domain is accepted. Returns whether the JWT keys changed.
     async fn refresh_jwt_bundle(&self) -> Result<bool, ServerError> {
         let body = self.client().bundle().await?;
         let bundle = daas_identity::JwtBundle::from_trust_bundle_json(&body)
             .map_err(|e| ServerError::Malformed(format!("jwt bundle: {e}")))?;
+        let documents = daas_identity::DocumentBundle::from_trust_bundle_json(&body)
+            .map_err(|e| ServerError::Malformed(format!("document keys: {e}")))?;
         let mut state = self.write();
-        if bundle.trust_domain() != state.node.spiffe_id.trust_domain() {
+        if bundle.trust_domain() != state.node.spiffe_id.trust_domain()
+            || documents.trust_domain() != state.node.spiffe_id.trust_domain()
+        {
             return Err(ServerError::Malformed(format!(
-                "the jwt bundle is for {}, not this node's trust domain",
+                "the bundle is for {}, not this node's trust domain",
                 bundle.trust_domain()
             )));
         }
+        state.document_bundle = Some(documents);
         let unchanged = state
             .jwt_bundle
             .as_ref()
@@ -877,6 +905,167 @@ impl Agent {
             now,
         );
         Ok(token)
+    }
+
+    /// The instance documents of `workload`: one per matching entry that names an app, from
+    /// the cache or the server, each verified (chain to the app document, this node, this
+    /// process, this binary) before it is handed out.
+    async fn instance_documents_at(
+        &self,
+        workload: &WorkloadFacts,
+    ) -> Result<Vec<InstanceDocument>, SourceError> {
+        let entries: Vec<NodeEntry> = self
+            .matching_entries(workload, None)?
+            .into_iter()
+            .filter(|e| e.app.is_some())
+            .collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(started_at) = workload.started_at_ms else {
+            return Err(SourceError::Unavailable(
+                "the process start time is unknown (no /proc/stat boot time)".into(),
+            ));
+        };
+        let digest = format!("sha256:{}", workload.binary_sha256_hex());
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let key: InstanceKey = (
+                entry.spiffe_id.clone(),
+                workload.pid,
+                started_at,
+                digest.clone(),
+            );
+            let now = OffsetDateTime::now_utc();
+            let cached = self
+                .read()
+                .instance_cache
+                .get(&key)
+                .filter(|c| now < c.refresh_after)
+                .map(|c| c.document.clone());
+            let document = match cached {
+                Some(document) => document,
+                None => self.fetch_instance(&entry, key, now).await?,
+            };
+            out.push(document);
+        }
+        Ok(out)
+    }
+
+    async fn fetch_instance(
+        &self,
+        entry: &NodeEntry,
+        key: InstanceKey,
+        now: OffsetDateTime,
+    ) -> Result<InstanceDocument, SourceError> {
+        let unavailable = |why: String| SourceError::Unavailable(why);
+        let app = entry
+            .app
+            .as_deref()
+            .filter(|a| daas_identity::document::valid_app_name(a))
+            .ok_or_else(|| unavailable("the entry names no valid app".into()))?;
+        let (workload_id, pid, started_at, digest) = &key;
+        let generation = self.read().generation;
+        let request = crate::server_client::InstanceRequest {
+            binary_digest: digest,
+            pid: *pid,
+            started_at: *started_at,
+            workload_id,
+        };
+        let issued = self
+            .client()
+            .instance_document(app, &request)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if self.read().document_bundle.is_none() {
+            self.refresh_jwt_bundle()
+                .await
+                .map_err(|e| unavailable(format!("cannot read the document keys: {e}")))?;
+        }
+        let verified = match self.verify_instance(&issued, &key, now) {
+            Ok(verified) => verified,
+            // Signed by a key this sensor has not seen yet (the server rotated): read the
+            // bundle again, once, and retry.
+            Err(_) => {
+                self.refresh_jwt_bundle()
+                    .await
+                    .map_err(|e| unavailable(format!("cannot refresh the document keys: {e}")))?;
+                self.verify_instance(&issued, &key, now)
+                    .map_err(|e| unavailable(format!("the server's instance document: {e}")))?
+            }
+        };
+        let expires_at = verified.expires_at();
+        let document = InstanceDocument {
+            workload_id: workload_id.clone(),
+            spiffe_id: verified.spiffe_id().to_string(),
+            instance_id: verified.instance_id().to_owned(),
+            document: issued.document,
+            app_document: issued.app_document,
+            expires_at_ms: expires_at.unix_timestamp().saturating_mul(1000),
+        };
+        let mut state = self.write();
+        if state.generation == generation {
+            let cache = &mut state.instance_cache;
+            cache.retain(|_, c| now < c.expires_at);
+            if cache.len() >= MAX_CACHED_INSTANCES && !cache.contains_key(&key) {
+                let victim = cache
+                    .iter()
+                    .min_by_key(|(_, c)| c.expires_at)
+                    .map(|(k, _)| k.clone());
+                if let Some(victim) = victim {
+                    cache.remove(&victim);
+                }
+            }
+            cache.insert(
+                key,
+                CachedInstance {
+                    document: document.clone(),
+                    refresh_after: rotate_after(now, expires_at),
+                    expires_at,
+                },
+            );
+        }
+        Ok(document)
+    }
+
+    /// The server's instance document must verify against the document keys, chain to the
+    /// app document that came with it, and name exactly this node, workload, process and
+    /// binary.
+    fn verify_instance(
+        &self,
+        issued: &crate::server_client::IssuedInstanceDocument,
+        key: &InstanceKey,
+        now: OffsetDateTime,
+    ) -> Result<daas_identity::VerifiedInstanceDocument, String> {
+        let (workload_id, pid, started_at, digest) = key;
+        let state = self.read();
+        let bundle = state
+            .document_bundle
+            .as_ref()
+            .ok_or_else(|| "no document keys yet".to_owned())?;
+        let app = daas_identity::verify_app_document(&issued.app_document, bundle, now)
+            .map_err(|e| format!("app document: {e}"))?;
+        let instance = daas_identity::verify_instance_document(&issued.document, &app, bundle, now)
+            .map_err(|e| format!("instance document: {e}"))?;
+        let meta = instance.static_metadata();
+        let run = instance.dynamic_metadata();
+        let matches = meta.node_id == state.node.spiffe_id
+            && meta
+                .workload_id
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref()
+                == Some(workload_id.as_str())
+            && meta.binary_digest == *digest
+            && run.pid == *pid
+            && run.started_at == *started_at
+            && instance.spiffe_id().to_string() == issued.spiffe_id
+            && instance.instance_id() == issued.instance_id;
+        if matches {
+            Ok(instance)
+        } else {
+            Err("it names another node, workload, process or binary".to_owned())
+        }
     }
 
     fn validate_at(
@@ -1112,6 +1301,13 @@ impl IdentitySource for Agent {
         self.validate_at(token, audience, OffsetDateTime::now_utc())
     }
 
+    fn instance_documents<'a>(
+        &'a self,
+        workload: &'a WorkloadFacts,
+    ) -> BoxFuture<'a, Result<Vec<InstanceDocument>, SourceError>> {
+        Box::pin(self.instance_documents_at(workload))
+    }
+
     fn report_denied(&self, workload: Option<&WorkloadFacts>, reason: &str) {
         let selectors = workload
             .map(|w| w.selectors().iter().map(ToString::to_string).collect())
@@ -1179,6 +1375,8 @@ mod tests {
                 jwt_bundle: None,
                 jwt_cache: HashMap::new(),
                 generation: 0,
+                document_bundle: None,
+                instance_cache: HashMap::new(),
             }),
             config,
             updates: watch::channel(0).0,
@@ -1196,6 +1394,7 @@ mod tests {
             binary_sha256: [digest; 32],
             binary_path: PathBuf::from("/usr/bin/app"),
             cgroup: None,
+            started_at_ms: Some(1_800_000_000_000),
         }
     }
 
@@ -1207,6 +1406,7 @@ mod tests {
                 format!("unix:sha256:{}", hex_digest(digest)),
                 format!("unix:uid:{uid}"),
             ],
+            app: None,
         }
     }
 

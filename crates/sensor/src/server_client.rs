@@ -64,6 +64,32 @@ pub struct NodeEntry {
     pub id: String,
     pub spiffe_id: String,
     pub selectors: Vec<String>,
+    /// The app whose instance documents matching workloads receive.
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+/// What the node reports about a process to get its instance document.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRequest<'a> {
+    /// `sha256:<hex>` of the binary the sensor attested.
+    pub binary_digest: &'a str,
+    pub pid: u32,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// The matching entry's SPIFFE ID.
+    pub workload_id: &'a str,
+}
+
+/// The server's answer to an instance request (verified by the caller before use).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssuedInstanceDocument {
+    pub spiffe_id: String,
+    pub instance_id: String,
+    pub document: String,
+    pub app_document: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +288,20 @@ impl ServerClient {
         let body = Zeroizing::new(self.send(rb).await?);
         let answer: JwtSvidAnswer = parse(&body)?;
         Ok((answer.spiffe_id, Zeroizing::new(answer.token)))
+    }
+
+    /// An instance document of `app` for the process described by `request`.
+    pub async fn instance_document(
+        &self,
+        app: &str,
+        request: &InstanceRequest<'_>,
+    ) -> Result<IssuedInstanceDocument, ServerError> {
+        // The app name is validated by the entry it comes from (`[a-z0-9-]`): safe in a path.
+        let rb = self
+            .http
+            .post(format!("{}/v1/identity/apps/{app}/instances", self.base))
+            .json(request);
+        parse(&self.send(rb).await?)
     }
 
     /// The trust bundle (the body of `GET /v1/identity/node/bundle`, parsed by the caller).

@@ -11,6 +11,9 @@
 //!    `PermissionDenied`, and the denial is reported to the source (which audits it on the
 //!    server).
 //!
+//! The daas `InstanceIdentity` service (`proto/daas_sensor.proto`) is served on the same socket
+//! under the same checks.
+//!
 //! X.509 responses stream: the first message answers at once, later ones follow every change
 //! the source announces (rotation, new bundle), until the workload hangs up.
 use std::collections::HashMap;
@@ -26,8 +29,9 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
-use crate::pb;
+use crate::daas_pb::instance_identity_server::{InstanceIdentity, InstanceIdentityServer};
 use crate::pb::spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer};
+use crate::{daas_pb, pb};
 
 /// The metadata header every Workload API call must carry.
 pub const SECURITY_HEADER: &str = "workload.spiffe.io";
@@ -101,6 +105,20 @@ pub trait IdentitySource: Send + Sync + 'static {
         ))
     }
 
+    /// The instance identity documents of `workload`: one per entry it matches that names an
+    /// app (empty: none). May go to the server (documents name the process run).
+    fn instance_documents<'a>(
+        &'a self,
+        workload: &'a WorkloadFacts,
+    ) -> BoxFuture<'a, Result<Vec<InstanceDocument>, SourceError>> {
+        let _ = workload;
+        Box::pin(async {
+            Err(SourceError::Unavailable(
+                "this source serves no instance documents".into(),
+            ))
+        })
+    }
+
     /// Validate a JWT-SVID for `audience` against the JWT bundles this source holds.
     fn validate_jwt_svid(
         &self,
@@ -110,6 +128,21 @@ pub trait IdentitySource: Send + Sync + 'static {
         let _ = (token, audience);
         Err(ValidateError::Unavailable)
     }
+}
+
+/// An instance identity document for the calling process, with the app document it is
+/// chained to (both are signed statements the workload may show to others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceDocument {
+    /// The entry's SPIFFE ID.
+    pub workload_id: String,
+    /// `spiffe://<td>/app/<name>/instance/<id>`.
+    pub spiffe_id: String,
+    pub instance_id: String,
+    pub document: String,
+    pub app_document: String,
+    /// Unix milliseconds.
+    pub expires_at_ms: i64,
 }
 
 /// A future borrowed from the source.
@@ -180,6 +213,11 @@ impl<S: IdentitySource> WorkloadApi<S> {
     /// The tonic service to mount.
     pub fn into_service(self) -> SpiffeWorkloadApiServer<Self> {
         SpiffeWorkloadApiServer::new(self)
+    }
+
+    /// The daas `InstanceIdentity` service, served next to the Workload API.
+    pub fn instance_identity_service(&self) -> InstanceIdentityServer<Self> {
+        InstanceIdentityServer::new(self.clone())
     }
 
     /// Steps 1–3 of the module docs; also returns the credentials, to attest again later.
@@ -470,6 +508,41 @@ impl<S: IdentitySource> SpiffeWorkloadApi for WorkloadApi<S> {
     }
 }
 
+#[tonic::async_trait]
+impl<S: IdentitySource> InstanceIdentity for WorkloadApi<S> {
+    async fn fetch_instance_documents(
+        &self,
+        request: Request<daas_pb::InstanceDocumentsRequest>,
+    ) -> Result<Response<daas_pb::InstanceDocumentsResponse>, Status> {
+        let (_, workload) = self.attest(&request).await?;
+        let documents = self
+            .source
+            .instance_documents(&workload)
+            .await
+            .map_err(unavailable)?;
+        if documents.is_empty() {
+            self.source.report_denied(
+                Some(&workload),
+                "no registration entry naming an app matches (instance document)",
+            );
+            return Err(denied());
+        }
+        Ok(Response::new(daas_pb::InstanceDocumentsResponse {
+            documents: documents
+                .into_iter()
+                .map(|d| daas_pb::InstanceDocument {
+                    workload_id: d.workload_id,
+                    spiffe_id: d.spiffe_id,
+                    instance_id: d.instance_id,
+                    document: d.document,
+                    app_document: d.app_document,
+                    expires_at: d.expires_at_ms,
+                })
+                .collect(),
+        }))
+    }
+}
+
 /// JSON claims as the protobuf `Struct` the Workload API returns.
 fn json_object_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
     prost_types::Struct {
@@ -547,6 +620,7 @@ pub async fn serve<S: IdentitySource>(
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(api.instance_identity_service())
         .add_service(api.into_service())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),

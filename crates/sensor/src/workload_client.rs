@@ -1,5 +1,6 @@
 //! A minimal Workload API client (for `daas identity fetch`): asks the sensor on a Unix socket
-//! for the caller's own X.509-SVID and verifies it against the bundle that came with it.
+//! for the caller's own X.509-SVID and verifies it against the bundle that came with it; and
+//! for its instance identity documents (`daas identity instance`).
 use std::path::Path;
 
 use daas_identity::SpiffeId;
@@ -7,10 +8,11 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::pb;
+use crate::daas_pb::instance_identity_client::InstanceIdentityClient;
 use crate::pb::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use crate::server_client::error_chain;
 use crate::workload_api::SECURITY_HEADER;
+use crate::{daas_pb, pb};
 
 /// Most certificates accepted in one chain or bundle.
 const MAX_CERTIFICATES: usize = 64;
@@ -53,6 +55,18 @@ impl std::fmt::Debug for FetchedSvid {
 pub async fn connect(
     socket: &Path,
 ) -> Result<SpiffeWorkloadApiClient<tonic::transport::Channel>, FetchError> {
+    Ok(SpiffeWorkloadApiClient::new(channel(socket).await?))
+}
+
+/// A client of the daas `InstanceIdentity` service on the Unix socket `socket`.
+pub async fn connect_instance_identity(
+    socket: &Path,
+) -> Result<InstanceIdentityClient<tonic::transport::Channel>, FetchError> {
+    Ok(InstanceIdentityClient::new(channel(socket).await?))
+}
+
+/// A gRPC channel to the Unix socket `socket`.
+async fn channel(socket: &Path) -> Result<tonic::transport::Channel, FetchError> {
     let path = socket.to_owned();
     // The URI is required by tonic but unused: the connector always dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
@@ -69,7 +83,31 @@ pub async fn connect(
             path: socket.display().to_string(),
             message: error_chain(&e),
         })?;
-    Ok(SpiffeWorkloadApiClient::new(channel))
+    Ok(channel)
+}
+
+/// The instance identity documents the sensor at `socket` gives this process (one per entry
+/// it matches that names an app), as the sensor sent them: verify them with
+/// `daas_identity::verify_document` against the trust domain's document keys.
+pub async fn fetch_instance_documents(
+    socket: &Path,
+) -> Result<Vec<daas_pb::InstanceDocument>, FetchError> {
+    let mut client = connect_instance_identity(socket).await?;
+    let mut request = tonic::Request::new(daas_pb::InstanceDocumentsRequest {});
+    request.metadata_mut().insert(
+        SECURITY_HEADER,
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    let documents = client
+        .fetch_instance_documents(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .documents;
+    if documents.is_empty() {
+        return Err(FetchError::Denied);
+    }
+    Ok(documents)
 }
 
 /// Fetch the first (default) X.509-SVID the sensor at `socket` grants this process.

@@ -273,6 +273,16 @@ async fn calls_without_the_security_header_are_invalid_arguments() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    // The daas service next to the Workload API follows the same rule.
+    let mut instances = daas_sensor::workload_client::connect_instance_identity(&running.socket)
+        .await
+        .unwrap();
+    let err = instances
+        .fetch_instance_documents(daas_sensor::daas_pb::InstanceDocumentsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(err.message(), "security header missing from request");
 
     // A wrong value is as bad as none.
     let mut request = tonic::Request::new(pb::X509svidRequest {});
