@@ -3,6 +3,8 @@
 #
 #   scripts/test-services.sh            # PostgreSQL; prints `export DAAS_TEST_POSTGRES_URL=...`
 #   scripts/test-services.sh --redis    # also Redis; prints `export DAAS_TEST_REDIS_URL=...`
+#   scripts/test-services.sh --python   # also a venv with the interop peers (jwcrypto, PyJWT);
+#                                       # prints `export DAAS_TEST_PYTHON=...`
 #   source scripts/test-services.sh     # same, but sets the variables in the calling shell
 #   eval "$(scripts/test-services.sh)"  # equivalent
 #
@@ -17,10 +19,11 @@
 _daas_services() (
     set -euo pipefail
 
-    local want_redis=0 arg
+    local want_redis=0 want_python=0 arg
     for arg in "$@"; do
         case "$arg" in
             --redis) want_redis=1 ;;
+            --python) want_python=1 ;;
             -h | --help)
                 sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
                 return 0
@@ -121,6 +124,21 @@ _daas_services() (
             wait_for 15 sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
         fi
         echo "export DAAS_TEST_REDIS_URL=redis://127.0.0.1:6379"
+    fi
+
+    # ---------------------------------------------------------------- Python interop peers
+    if ((want_python)); then
+        # A private venv (Debian's system Python refuses pip installs, PEP 668), reused when
+        # it already has the packages.
+        local venv="${DAAS_TEST_VENV:-${TMPDIR:-/tmp}/daas-test-venv}"
+        if ! "$venv/bin/python" -c 'import jwcrypto, jwt' >/dev/null 2>&1; then
+            if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+                apt_install python3-venv
+            fi
+            quiet python3 -m venv "$venv"
+            quiet "$venv/bin/pip" install --quiet jwcrypto pyjwt
+        fi
+        echo "export DAAS_TEST_PYTHON=$venv/bin/python"
     fi
 )
 

@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL).
+# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL), and the Python
+# JOSE peers of the token interop tests (sets DAAS_TEST_PYTHON).
 # shellcheck source=scripts/test-services.sh
-source scripts/test-services.sh
+source scripts/test-services.sh --python
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -46,9 +46,22 @@ pub enum Command {
     /// Workload identities: fetch this process's SVID, verify identity documents
     #[command(subcommand)]
     Identity(IdentityCmd),
+    /// Proof-of-possession tokens: keys, DPoP proofs, verification
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Load benchmarks
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Generate the key tokens are bound to; prints its thumbprint (the tokens' cnf.jkt)
+    Keygen(crate::token_cmd::KeygenArgs),
+    /// Print a DPoP proof for one request, signed with the key
+    Proof(crate::token_cmd::ProofArgs),
+    /// Verify a token and its proof for one request; prints the verified claims as JSON
+    Verify(crate::token_cmd::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod bench_svid;
 mod cli;
 mod identity_docs;
 mod io;
+mod token_cmd;
 
 use std::future::Future;
 use std::path::Path;
@@ -26,6 +27,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 use crate::cli::{
     AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, IdentityCmd,
     NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs, ShareArgs,
+    TokenCmd,
 };
 
 fn main() -> ExitCode {
@@ -297,6 +299,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             identity_docs::identity_instance(&args).await?;
         }
         Command::Identity(IdentityCmd::Bundle) => io::print_json(&client()?.trust_bundle().await?)?,
+        Command::Token(TokenCmd::Keygen(args)) => token_cmd::keygen(&args)?,
+        Command::Token(TokenCmd::Proof(args)) => token_cmd::proof(&args)?,
+        Command::Token(TokenCmd::Verify(args)) => token_cmd::verify(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }

@@ -49,6 +49,16 @@ fn help_snapshots() {
         "daas-identity-fetch--help.txt",
         &["identity", "fetch", "--help"],
     );
+    check_snapshot(
+        "daas-identity-instance--help.txt",
+        &["identity", "instance", "--help"],
+    );
+    for sub in ["keygen", "proof", "verify"] {
+        check_snapshot(
+            &format!("daas-token-{sub}--help.txt"),
+            &["token", sub, "--help"],
+        );
+    }
 }
 
 #[test]

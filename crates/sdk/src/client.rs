@@ -725,6 +725,15 @@ impl Client {
             .await
     }
 
+    /// The token issuer's public keys: the body of `GET /.well-known/jwks.json` (no
+    /// authentication), a JWK set for the caller to parse strictly.
+    pub async fn token_jwks(&self) -> Result<Vec<u8>> {
+        let body = self
+            .send_body(self.inner.http.get(self.url("/.well-known/jwks.json")))
+            .await?;
+        Ok(body.to_vec())
+    }
+
     /// The trust domain's bundle (any authenticated caller).
     pub async fn trust_bundle(&self) -> Result<TrustBundle> {
         self.send_json(self.request(Method::GET, "/v1/identity/bundle"))

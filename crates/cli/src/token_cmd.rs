@@ -1,0 +1,300 @@
+//! `daas token keygen | proof | verify`: the client's proof-of-possession key, DPoP proofs
+//! (RFC 9449) built with it, and offline verification of a token with its proof, as a
+//! resource server does it (docs/tokens.md).
+//!
+//! The key file is a PKCS#8 PEM private key (Ed25519 or P-256), created 0600: the same format
+//! other tools read, so a key made here can sign proofs elsewhere and the reverse.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use daas_token::{
+    Alg, DpopPolicy, DpopRequest, KeySet, MemoryReplayCache, ProofPolicy, SigningKey, VerifyingKey,
+};
+use zeroize::Zeroizing;
+
+use crate::io::{print_json, read_all, read_secret_file, write_stdout};
+
+/// Largest key or JWK set file read.
+const MAX_KEY_FILE: usize = 256 * 1024;
+
+/// The key algorithm of `daas token keygen`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyAlg {
+    /// Ed25519
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// `daas token keygen --out KEYFILE [--alg EdDSA|ES256]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, created 0600; never overwritten)
+    #[arg(long, value_name = "KEYFILE")]
+    pub out: PathBuf,
+    /// Signature algorithm of the key
+    #[arg(long, value_enum, default_value = "EdDSA")]
+    pub alg: KeyAlg,
+}
+
+/// `daas token proof --key KEYFILE --method M --url U [--token T] [--nonce N]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProofArgs {
+    /// The private key the token is bound to (from `daas token keygen`)
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// HTTP method of the request the proof is for
+    #[arg(long, value_name = "M")]
+    pub method: String,
+    /// URL of the request the proof is for (query and fragment are ignored)
+    #[arg(long, value_name = "U")]
+    pub url: String,
+    /// The access token the request carries (adds its hash, `ath`)
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+    /// The server's last DPoP-Nonce
+    #[arg(long, value_name = "N")]
+    pub nonce: Option<String>,
+}
+
+/// `daas token verify --token T --proof P --method M --url U --aud A [--jwks FILE] [--iss ISS]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The access token (from `Authorization: DPoP <token>`)
+    #[arg(long, value_name = "T")]
+    pub token: String,
+    /// The DPoP proof (the request's `DPoP` header)
+    #[arg(long, value_name = "P")]
+    pub proof: String,
+    /// HTTP method of the request
+    #[arg(long, value_name = "M")]
+    pub method: String,
+    /// URL the request was received on
+    #[arg(long, value_name = "U")]
+    pub url: String,
+    /// This service's audience
+    #[arg(long, value_name = "A")]
+    pub aud: String,
+    /// The issuer's JWK set (a file); default: fetched from DAAS_ADDR's /.well-known/jwks.json
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The expected issuer; default: https://DAAS_ADDR
+    #[arg(long, value_name = "ISS")]
+    pub iss: Option<String>,
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Generates a key, writes it, prints its RFC 7638 thumbprint (the tokens' `cnf.jkt`).
+pub fn keygen(args: &KeygenArgs) -> Result<()> {
+    let alg = match args.alg {
+        KeyAlg::EdDsa => Alg::EdDsa,
+        KeyAlg::Es256 => Alg::Es256,
+    };
+    let key = SigningKey::generate(alg).map_err(|e| anyhow!("cannot generate a key: {e}"))?;
+    let pkcs8 = key
+        .to_pkcs8()
+        .map_err(|e| anyhow!("cannot encode the key: {e}"))?;
+    let pem = daas_sensor::node_store::pem_block("PRIVATE KEY", &pkcs8);
+    write_new_private(&args.out, pem.as_bytes())?;
+    write_stdout(format!("{}\n", key.public_jwk().thumbprint()).as_bytes())
+}
+
+/// Creates `path` 0600 with `bytes`; refuses to replace an existing file (a key is not
+/// overwritten by accident: tokens are bound to it).
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a key written by [`keygen`] (or any PKCS#8 Ed25519 / P-256 PEM key).
+pub fn read_key(path: &Path) -> Result<SigningKey> {
+    let pem = read_secret_file(path, "key")?;
+    let der = rustls_pemfile::pkcs8_private_keys(&mut pem.as_bytes())
+        .next()
+        .ok_or_else(|| anyhow!("{} holds no PKCS#8 private key", path.display()))?
+        .map_err(|_| anyhow!("{} is not a PEM private key", path.display()))?;
+    let der = Zeroizing::new(der.secret_pkcs8_der().to_vec());
+    SigningKey::from_pkcs8(Alg::EdDsa, &der)
+        .or_else(|_| SigningKey::from_pkcs8(Alg::Es256, &der))
+        .map_err(|_| anyhow!("{} is not an Ed25519 or P-256 private key", path.display()))
+}
+
+/// Prints a DPoP proof for the request.
+pub fn proof(args: &ProofArgs) -> Result<()> {
+    let key = read_key(&args.key)?;
+    let proof = daas_token::build_proof(
+        &key,
+        &args.method,
+        &args.url,
+        now(),
+        None,
+        args.token.as_deref(),
+        args.nonce.as_deref(),
+    )
+    .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
+    write_stdout(format!("{proof}\n").as_bytes())
+}
+
+/// Parses a JWK set (`{"keys": [...]}`) into a key set by `kid`. Keys of other types or
+/// uses than ours are an error: a verifier must know exactly which keys it trusts.
+pub fn key_set_from_jwks(bytes: &[u8]) -> Result<KeySet> {
+    let map = daas_token::parse_strict_json_object(bytes)
+        .map_err(|_| anyhow!("the JWK set is not one JSON object without duplicate keys"))?;
+    let Some(serde_json::Value::Array(keys)) = map.get("keys") else {
+        bail!("the JWK set has no \"keys\" array");
+    };
+    let mut set = KeySet::new();
+    for (n, key) in keys.iter().enumerate() {
+        let kid = key
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| anyhow!("key {n} of the JWK set has no kid"))?;
+        let text = serde_json::to_vec(key).context("re-encoding a JWK")?;
+        let jwk = daas_token::PublicJwk::from_json(&text)
+            .map_err(|e| anyhow!("key {kid:?} of the JWK set: {e}"))?;
+        let verifying =
+            VerifyingKey::from_jwk(&jwk).map_err(|e| anyhow!("key {kid:?} of the JWK set: {e}"))?;
+        set.insert(kid, verifying)
+            .map_err(|e| anyhow!("key {kid:?} of the JWK set: {e}"))?;
+    }
+    if set.is_empty() {
+        bail!("the JWK set holds no keys");
+    }
+    Ok(set)
+}
+
+/// Verifies a token and its proof for one request, exactly as a resource server does; prints
+/// the verified claims as JSON, or fails with the precise reason.
+pub async fn verify(args: &VerifyArgs) -> Result<()> {
+    let (jwks, default_issuer) = match &args.jwks {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open the JWK set {}", path.display()))?;
+            let bytes = read_all(file, MAX_KEY_FILE)
+                .with_context(|| format!("cannot read the JWK set {}", path.display()))?;
+            (bytes.to_vec(), None)
+        }
+        None => {
+            let client = daas_sdk::Client::unauthenticated_from_env()
+                .context("no --jwks FILE given and the issuer cannot be reached")?;
+            let jwks = client
+                .token_jwks()
+                .await
+                .context("cannot fetch the issuer's JWK set")?;
+            (jwks, Some(format!("https://{}", client.addr())))
+        }
+    };
+    let keys = key_set_from_jwks(&jwks)?;
+    let issuer = args
+        .iss
+        .clone()
+        .or(default_issuer)
+        .ok_or_else(|| anyhow!("--iss is required with --jwks"))?;
+    let proofs = [args.proof.as_str()];
+    let (token, proof) = daas_token::verify_dpop_request(
+        &DpopRequest {
+            access_token: &args.token,
+            proof_headers: &proofs,
+            method: &args.method,
+            uri: &args.url,
+        },
+        &DpopPolicy {
+            keys: &keys,
+            issuer: &issuer,
+            audience: &args.aud,
+            token_leeway_secs: 30,
+            proof: ProofPolicy::default(),
+            nonce_key: None,
+        },
+        &MemoryReplayCache::new(16),
+        now(),
+    )
+    .map_err(|e| anyhow!("rejected: {e}"))?;
+    let claims = token.claims();
+    print_json(&serde_json::json!({
+        "valid": true,
+        "iss": claims.iss,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "scope": claims.scope.join(" "),
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "jti": claims.jti,
+        "cnf": {"jkt": claims.jkt},
+        "kid": token.kid(),
+        "proof": {"htm": proof.htm(), "htu": proof.htu(), "jti": proof.jti(), "iat": proof.iat()},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_roundtrip_through_the_key_file_and_are_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
+            let out = dir.path().join(format!("{alg:?}.pem"));
+            keygen(&KeygenArgs {
+                out: out.clone(),
+                alg,
+            })
+            .unwrap();
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&out).unwrap().permissions(),
+            );
+            assert_eq!(mode & 0o777, 0o600);
+            let key = read_key(&out).unwrap();
+            let proof = daas_token::build_proof(
+                &key,
+                "GET",
+                "https://api.example/x",
+                now(),
+                None,
+                None,
+                None,
+            )
+            .unwrap();
+            assert_eq!(proof.split('.').count(), 3);
+            let err = keygen(&KeygenArgs { out, alg }).unwrap_err();
+            assert!(format!("{err:#}").contains("must not exist yet"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn jwk_sets_are_parsed_strictly() {
+        let key = SigningKey::generate(Alg::EdDsa).unwrap();
+        let jwk: serde_json::Value = serde_json::from_str(&key.public_jwk().to_json()).unwrap();
+        let mut with_kid = jwk.clone();
+        with_kid["kid"] = "k1".into();
+        let good = serde_json::json!({"keys": [with_kid]});
+        let set = key_set_from_jwks(good.to_string().as_bytes()).unwrap();
+        assert!(set.get("k1").is_some());
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"keys": []}),
+            serde_json::json!({"keys": [jwk]}),
+            serde_json::json!({"keys": "x"}),
+        ] {
+            assert!(
+                key_set_from_jwks(bad.to_string().as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(key_set_from_jwks(br#"{"keys": [], "keys": []}"#).is_err());
+    }
+}
