@@ -152,8 +152,9 @@ struct State {
     instance_cache: HashMap<InstanceKey, CachedInstance>,
 }
 
-/// (workload ID, pid, start time in Unix ms, binary digest): one process run under one entry.
-type InstanceKey = (String, u32, i64, String);
+/// (workload ID, app, pid, start time in Unix ms, binary digest): one process run under one
+/// entry. The app is part of it: entries of one workload ID may name different apps.
+type InstanceKey = (String, String, u32, i64, String);
 
 /// An instance document fetched for a process and verified against the document keys.
 struct CachedInstance {
@@ -914,11 +915,7 @@ impl Agent {
         &self,
         workload: &WorkloadFacts,
     ) -> Result<Vec<InstanceDocument>, SourceError> {
-        let entries: Vec<NodeEntry> = self
-            .matching_entries(workload, None)?
-            .into_iter()
-            .filter(|e| e.app.is_some())
-            .collect();
+        let entries = self.instance_entries(workload)?;
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -929,9 +926,10 @@ impl Agent {
         };
         let digest = format!("sha256:{}", workload.binary_sha256_hex());
         let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for (entry, app) in entries {
             let key: InstanceKey = (
                 entry.spiffe_id.clone(),
+                app,
                 workload.pid,
                 started_at,
                 digest.clone(),
@@ -945,26 +943,55 @@ impl Agent {
                 .map(|c| c.document.clone());
             let document = match cached {
                 Some(document) => document,
-                None => self.fetch_instance(&entry, key, now).await?,
+                None => self.fetch_instance(key, now).await?,
             };
             out.push(document);
         }
         Ok(out)
     }
 
+    /// The entries `workload` matches that name a valid app, one per (SPIFFE ID, app), with
+    /// that app. Entries without an app do not hide an entry of the same ID that names one.
+    fn instance_entries(
+        &self,
+        workload: &WorkloadFacts,
+    ) -> Result<Vec<(NodeEntry, String)>, SourceError> {
+        let selectors = workload.selectors();
+        let state = self.read();
+        if !state.synced {
+            return Err(SourceError::Unavailable(
+                "registration entries not read from the server yet".to_owned(),
+            ));
+        }
+        let mut out: Vec<(NodeEntry, String)> = Vec::new();
+        for cached in &state.entries {
+            // Validated here: the app name goes into the URL of the server call.
+            let Some(app) = cached
+                .entry
+                .app
+                .as_deref()
+                .filter(|a| daas_identity::document::valid_app_name(a))
+            else {
+                continue;
+            };
+            if cached.selectors.iter().all(|s| selectors.contains(s))
+                && !out
+                    .iter()
+                    .any(|(e, a)| e.spiffe_id == cached.entry.spiffe_id && a == app)
+            {
+                out.push((cached.entry.clone(), app.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
     async fn fetch_instance(
         &self,
-        entry: &NodeEntry,
         key: InstanceKey,
         now: OffsetDateTime,
     ) -> Result<InstanceDocument, SourceError> {
         let unavailable = |why: String| SourceError::Unavailable(why);
-        let app = entry
-            .app
-            .as_deref()
-            .filter(|a| daas_identity::document::valid_app_name(a))
-            .ok_or_else(|| unavailable("the entry names no valid app".into()))?;
-        let (workload_id, pid, started_at, digest) = &key;
+        let (workload_id, app, pid, started_at, digest) = &key;
         let generation = self.read().generation;
         let request = crate::server_client::InstanceRequest {
             binary_digest: digest,
@@ -1037,7 +1064,7 @@ impl Agent {
         key: &InstanceKey,
         now: OffsetDateTime,
     ) -> Result<daas_identity::VerifiedInstanceDocument, String> {
-        let (workload_id, pid, started_at, digest) = key;
+        let (workload_id, app_name, pid, started_at, digest) = key;
         let state = self.read();
         let bundle = state
             .document_bundle
@@ -1049,7 +1076,8 @@ impl Agent {
             .map_err(|e| format!("instance document: {e}"))?;
         let meta = instance.static_metadata();
         let run = instance.dynamic_metadata();
-        let matches = meta.node_id == state.node.spiffe_id
+        let matches = app.metadata().name == *app_name
+            && meta.node_id == state.node.spiffe_id
             && meta
                 .workload_id
                 .as_ref()
@@ -1064,7 +1092,7 @@ impl Agent {
         if matches {
             Ok(instance)
         } else {
-            Err("it names another node, workload, process or binary".to_owned())
+            Err("it names another app, node, workload, process or binary".to_owned())
         }
     }
 
@@ -1595,6 +1623,78 @@ mod tests {
         // Expired tokens are dropped on the next insert.
         insert_jwt(&mut cache, key("late", 0), jwt(1000), t(250));
         assert!(cache.values().all(|c| c.expires_at > t(250)));
+    }
+
+    fn app_entry(id: &str, spiffe_id: &str, app: Option<&str>, uid: u32) -> NodeEntry {
+        NodeEntry {
+            app: app.map(str::to_owned),
+            ..entry(id, spiffe_id, 7, uid)
+        }
+    }
+
+    /// Put a document for `(workload ID, app)` and the process of `facts(7, _)` in the cache.
+    fn cache_instance(agent: &Agent, workload_id: &str, app: &str) {
+        let now = OffsetDateTime::now_utc();
+        let f = facts(7, 0);
+        let key: InstanceKey = (
+            workload_id.to_owned(),
+            app.to_owned(),
+            f.pid,
+            f.started_at_ms.unwrap(),
+            format!("sha256:{}", f.binary_sha256_hex()),
+        );
+        let document = InstanceDocument {
+            workload_id: workload_id.to_owned(),
+            spiffe_id: format!("spiffe://example.org/app/{app}/instance/x"),
+            instance_id: "x".to_owned(),
+            document: format!("doc-of-{app}"),
+            app_document: format!("app-doc-of-{app}"),
+            expires_at_ms: (now + Duration::from_secs(3600)).unix_timestamp() * 1000,
+        };
+        agent.write().instance_cache.insert(
+            key,
+            CachedInstance {
+                document,
+                refresh_after: now + Duration::from_secs(1800),
+                expires_at: now + Duration::from_secs(3600),
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_document_cached_for_one_app_is_not_served_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        // One workload ID, two entries naming different apps, told apart by uid.
+        agent.apply_entries(vec![
+            app_entry("e1", "spiffe://example.org/web", Some("web"), 1000),
+            app_entry("e2", "spiffe://example.org/web", Some("api"), 2000),
+        ]);
+        cache_instance(&agent, "spiffe://example.org/web", "web");
+        let served = agent.instance_documents_at(&facts(7, 1000)).await.unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].document, "doc-of-web");
+        // The same process run after setuid(2000) matches only the entry naming `api`: the
+        // `web` document is not its answer (the server, unreachable here, would be asked).
+        assert!(matches!(
+            agent.instance_documents_at(&facts(7, 2000)).await,
+            Err(SourceError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_entry_without_an_app_does_not_hide_one_that_names_an_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        // Same workload ID; the entry without an app sorts first.
+        agent.apply_entries(vec![
+            app_entry("a-plain", "spiffe://example.org/web", None, 1000),
+            app_entry("b-app", "spiffe://example.org/web", Some("web"), 1000),
+        ]);
+        cache_instance(&agent, "spiffe://example.org/web", "web");
+        let served = agent.instance_documents_at(&facts(7, 1000)).await.unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].document, "doc-of-web");
     }
 
     #[test]
