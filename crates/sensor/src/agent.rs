@@ -50,6 +50,10 @@ const MAX_CACHED_JWTS_PER_ID: usize = 16;
 /// Instance documents kept (one per process run and entry); expired ones go first, then the
 /// soonest to expire. A process past the bound gets a fresh document on its next call.
 const MAX_CACHED_INSTANCES: usize = 256;
+/// After the server refuses an instance document, the same (workload ID, app, binary) is not
+/// asked for again this long, whatever the process run: the answer does not depend on the run,
+/// and every refusal is a record in the server's audit log.
+const INSTANCE_REFUSAL_BACKOFF: Duration = Duration::from_secs(10);
 /// First retry after a failed sync; doubled per failure up to the sync interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -150,6 +154,9 @@ struct State {
     document_bundle: Option<daas_identity::DocumentBundle>,
     /// Instance documents by process run and entry, reused until half their life is gone.
     instance_cache: HashMap<InstanceKey, CachedInstance>,
+    /// (workload ID, app, binary digest) the server refused, until when they are not asked for
+    /// again (at most [`MAX_CACHED_INSTANCES`]).
+    instance_refusals: HashMap<(String, String, String), OffsetDateTime>,
 }
 
 /// (workload ID, app, pid, start time in Unix ms, binary digest): one process run under one
@@ -224,6 +231,11 @@ pub fn new_key() -> Result<NewKey, String> {
         csr_der: csr.der().to_vec(),
         spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
     })
+}
+
+/// What a refusal of an instance document depends on: workload ID, app, binary digest.
+fn refusal_key(key: &InstanceKey) -> (String, String, String) {
+    (key.0.clone(), key.1.clone(), key.4.clone())
 }
 
 fn rotate_after(issued_at: OffsetDateTime, expires_at: OffsetDateTime) -> OffsetDateTime {
@@ -382,6 +394,7 @@ impl Agent {
                 generation: 0,
                 document_bundle: None,
                 instance_cache: HashMap::new(),
+                instance_refusals: HashMap::new(),
             }),
             updates: watch::channel(0).0,
             denials,
@@ -561,6 +574,7 @@ impl Agent {
             state.entries.clear();
             state.jwt_cache.clear();
             state.instance_cache.clear();
+            state.instance_refusals.clear();
             state.generation = state.generation.wrapping_add(1);
             state.pem_dirty = true;
         }
@@ -669,6 +683,7 @@ impl Agent {
                 .retain(|(id, _), _| fresh.iter().any(|c| c.entry.spiffe_id == *id));
             // Instance documents are re-checked against the new entries (app, digest).
             state.instance_cache.clear();
+            state.instance_refusals.clear();
             state.generation = state.generation.wrapping_add(1);
         }
         state.entries = fresh;
@@ -943,7 +958,22 @@ impl Agent {
                 .map(|c| c.document.clone());
             let document = match cached {
                 Some(document) => document,
-                None => self.fetch_instance(key, now).await?,
+                None => {
+                    let refused_until = self
+                        .read()
+                        .instance_refusals
+                        .get(&refusal_key(&key))
+                        .copied()
+                        .filter(|until| now < *until);
+                    if let Some(until) = refused_until {
+                        return Err(SourceError::Unavailable(format!(
+                            "the server refused an instance document of {} for this binary; \
+                             not asking again before {until}",
+                            key.0
+                        )));
+                    }
+                    self.fetch_instance(key, now).await?
+                }
             };
             out.push(document);
         }
@@ -999,11 +1029,15 @@ impl Agent {
             started_at: *started_at,
             workload_id,
         };
-        let issued = self
-            .client()
-            .instance_document(app, &request)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let issued = match self.client().instance_document(app, &request).await {
+            Ok(issued) => issued,
+            Err(e) => {
+                if matches!(e, ServerError::Refused { status: 403, .. }) {
+                    self.note_instance_refusal(&key, now, generation);
+                }
+                return Err(unavailable(e.to_string()));
+            }
+        };
         if self.read().document_bundle.is_none() {
             self.refresh_jwt_bundle()
                 .await
@@ -1053,6 +1087,28 @@ impl Agent {
             );
         }
         Ok(document)
+    }
+
+    /// Remember that the server refused `key`'s workload, app and binary (unless the entries
+    /// changed meanwhile), evicting the refusal that ends soonest when full.
+    fn note_instance_refusal(&self, key: &InstanceKey, now: OffsetDateTime, generation: u64) {
+        let mut state = self.write();
+        if state.generation != generation {
+            return;
+        }
+        let refusals = &mut state.instance_refusals;
+        refusals.retain(|_, until| now < *until);
+        let refused = refusal_key(key);
+        if refusals.len() >= MAX_CACHED_INSTANCES && !refusals.contains_key(&refused) {
+            let victim = refusals
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                refusals.remove(&victim);
+            }
+        }
+        refusals.insert(refused, now + INSTANCE_REFUSAL_BACKOFF);
     }
 
     /// The server's instance document must verify against the document keys, chain to the
@@ -1405,6 +1461,7 @@ mod tests {
                 generation: 0,
                 document_bundle: None,
                 instance_cache: HashMap::new(),
+                instance_refusals: HashMap::new(),
             }),
             config,
             updates: watch::channel(0).0,
@@ -1695,6 +1752,69 @@ mod tests {
         let served = agent.instance_documents_at(&facts(7, 1000)).await.unwrap();
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].document, "doc-of-web");
+    }
+
+    #[tokio::test]
+    async fn a_refused_instance_document_is_not_asked_for_again_by_any_run_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        let web = app_entry("e1", "spiffe://example.org/web", Some("web"), 1000);
+        agent.apply_entries(vec![web.clone()]);
+        let run = |pid: u32| WorkloadFacts {
+            pid,
+            ..facts(7, 1000)
+        };
+        let key_of = |f: &WorkloadFacts| -> InstanceKey {
+            (
+                web.spiffe_id.clone(),
+                "web".to_owned(),
+                f.pid,
+                f.started_at_ms.unwrap(),
+                format!("sha256:{}", f.binary_sha256_hex()),
+            )
+        };
+        let now = OffsetDateTime::now_utc();
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now, generation);
+        // Another process run of the same binary and entry: not sent to the server.
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&run(2)).await else {
+            panic!("served");
+        };
+        assert!(why.contains("not asking again"), "{why}");
+        // Another binary is asked for (the server, unreachable here, fails differently).
+        let other = WorkloadFacts {
+            binary_sha256: [8; 32],
+            ..run(1)
+        };
+        let mut other_entry = app_entry("e2", "spiffe://example.org/web", Some("web"), 1000);
+        other_entry.selectors[0] = format!("unix:sha256:{}", hex_digest(8));
+        agent.apply_entries(vec![web.clone(), other_entry]);
+        // (Entries changed: refusals were forgotten; refuse run 1 again under the new ones.)
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now, generation);
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&other).await else {
+            panic!("served");
+        };
+        assert!(!why.contains("not asking again"), "{why}");
+        // A refusal noted across an entries change is dropped; refusals end; they are bounded.
+        let mut stale = key_of(&run(1));
+        stale.0 = "spiffe://example.org/stale".to_owned();
+        agent.note_instance_refusal(&stale, now, generation.wrapping_sub(1));
+        assert_eq!(agent.read().instance_refusals.len(), 1);
+        agent.apply_entries(vec![web.clone()]);
+        assert!(agent.read().instance_refusals.is_empty());
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now - INSTANCE_REFUSAL_BACKOFF, generation);
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&run(3)).await else {
+            panic!("served");
+        };
+        assert!(!why.contains("not asking again"), "{why}");
+        for n in 0..(MAX_CACHED_INSTANCES * 2) {
+            let mut key = key_of(&run(1));
+            key.0 = format!("spiffe://example.org/w{n}");
+            agent.note_instance_refusal(&key, now, generation);
+        }
+        assert_eq!(agent.read().instance_refusals.len(), MAX_CACHED_INSTANCES);
     }
 
     #[test]
