@@ -609,3 +609,67 @@ fn jwt_svids_are_fetched_validated_and_refused_when_tampered() {
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
     });
 }
+
+/// An entry naming an app the server will not issue for (here: the app has no document yet):
+/// the server refuses, and audits, the first process run only; further runs of the same
+/// binary are not sent to it for a while, so a workload in a retry loop cannot flood the
+/// audit log. Registering the document and waiting out the back-off gets the document.
+#[test]
+fn a_refused_instance_document_is_not_asked_for_again_by_every_process_run() {
+    let server = DevServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token = join_token(&server, "10m");
+    let sensor = Sensor::start(&server, dir.path(), Some(&token), &[]);
+    server
+        .run(&["app", "create", "demo"], b"")
+        .expect_ok("app create");
+    let digest = sha256_hex(Path::new(BIN));
+    create_entry(
+        &server,
+        "spiffe://daas.local/demo",
+        &[
+            format!("unix:sha256:{digest}"),
+            format!("unix:uid:{}", uid()),
+        ],
+        &["--app", "demo"],
+    );
+    eventually("the entry reaches the sensor", || {
+        identity_fetch(&sensor.socket, None).ok().then_some(())
+    });
+    let instance = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["identity", "instance", "--socket"])
+            .arg(&sensor.socket)
+            .env_remove("DAAS_LOG");
+        run_cmd(cmd, b"")
+    };
+    for _ in 0..3 {
+        assert!(!instance().ok());
+    }
+    let refusals = audited(&server, "identity.instance.issue", "app:demo");
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["outcome"], "denied");
+    server
+        .run(
+            &[
+                "app",
+                "register",
+                "demo",
+                "--owner",
+                "team demo",
+                "--digest",
+                &format!("sha256:{digest}"),
+            ],
+            b"",
+        )
+        .expect_ok("app register");
+    let issued = eventually("the back-off ends", || {
+        let run = instance();
+        run.ok().then(|| run.stdout_str())
+    });
+    assert!(
+        issued.contains("spiffe://daas.local/app/demo/instance/"),
+        "{issued}"
+    );
+    sensor.stop();
+}

@@ -50,6 +50,10 @@ const MAX_CACHED_JWTS_PER_ID: usize = 16;
 /// Instance documents kept (one per process run and entry); expired ones go first, then the
 /// soonest to expire. A process past the bound gets a fresh document on its next call.
 const MAX_CACHED_INSTANCES: usize = 256;
+/// After the server refuses an instance document, the same (workload ID, app, binary) is not
+/// asked for again this long, whatever the process run: the answer does not depend on the run,
+/// and every refusal is a record in the server's audit log.
+const INSTANCE_REFUSAL_BACKOFF: Duration = Duration::from_secs(10);
 /// First retry after a failed sync; doubled per failure up to the sync interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -150,10 +154,14 @@ struct State {
     document_bundle: Option<daas_identity::DocumentBundle>,
     /// Instance documents by process run and entry, reused until half their life is gone.
     instance_cache: HashMap<InstanceKey, CachedInstance>,
+    /// (workload ID, app, binary digest) the server refused, until when they are not asked for
+    /// again (at most [`MAX_CACHED_INSTANCES`]).
+    instance_refusals: HashMap<(String, String, String), OffsetDateTime>,
 }
 
-/// (workload ID, pid, start time in Unix ms, binary digest): one process run under one entry.
-type InstanceKey = (String, u32, i64, String);
+/// (workload ID, app, pid, start time in Unix ms, binary digest): one process run under one
+/// entry. The app is part of it: entries of one workload ID may name different apps.
+type InstanceKey = (String, String, u32, i64, String);
 
 /// An instance document fetched for a process and verified against the document keys.
 struct CachedInstance {
@@ -223,6 +231,11 @@ pub fn new_key() -> Result<NewKey, String> {
         csr_der: csr.der().to_vec(),
         spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
     })
+}
+
+/// What a refusal of an instance document depends on: workload ID, app, binary digest.
+fn refusal_key(key: &InstanceKey) -> (String, String, String) {
+    (key.0.clone(), key.1.clone(), key.4.clone())
 }
 
 fn rotate_after(issued_at: OffsetDateTime, expires_at: OffsetDateTime) -> OffsetDateTime {
@@ -381,6 +394,7 @@ impl Agent {
                 generation: 0,
                 document_bundle: None,
                 instance_cache: HashMap::new(),
+                instance_refusals: HashMap::new(),
             }),
             updates: watch::channel(0).0,
             denials,
@@ -560,6 +574,7 @@ impl Agent {
             state.entries.clear();
             state.jwt_cache.clear();
             state.instance_cache.clear();
+            state.instance_refusals.clear();
             state.generation = state.generation.wrapping_add(1);
             state.pem_dirty = true;
         }
@@ -668,6 +683,7 @@ impl Agent {
                 .retain(|(id, _), _| fresh.iter().any(|c| c.entry.spiffe_id == *id));
             // Instance documents are re-checked against the new entries (app, digest).
             state.instance_cache.clear();
+            state.instance_refusals.clear();
             state.generation = state.generation.wrapping_add(1);
         }
         state.entries = fresh;
@@ -914,11 +930,7 @@ impl Agent {
         &self,
         workload: &WorkloadFacts,
     ) -> Result<Vec<InstanceDocument>, SourceError> {
-        let entries: Vec<NodeEntry> = self
-            .matching_entries(workload, None)?
-            .into_iter()
-            .filter(|e| e.app.is_some())
-            .collect();
+        let entries = self.instance_entries(workload)?;
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -929,9 +941,10 @@ impl Agent {
         };
         let digest = format!("sha256:{}", workload.binary_sha256_hex());
         let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for (entry, app) in entries {
             let key: InstanceKey = (
                 entry.spiffe_id.clone(),
+                app,
                 workload.pid,
                 started_at,
                 digest.clone(),
@@ -945,26 +958,70 @@ impl Agent {
                 .map(|c| c.document.clone());
             let document = match cached {
                 Some(document) => document,
-                None => self.fetch_instance(&entry, key, now).await?,
+                None => {
+                    let refused_until = self
+                        .read()
+                        .instance_refusals
+                        .get(&refusal_key(&key))
+                        .copied()
+                        .filter(|until| now < *until);
+                    if let Some(until) = refused_until {
+                        return Err(SourceError::Unavailable(format!(
+                            "the server refused an instance document of {} for this binary; \
+                             not asking again before {until}",
+                            key.0
+                        )));
+                    }
+                    self.fetch_instance(key, now).await?
+                }
             };
             out.push(document);
         }
         Ok(out)
     }
 
+    /// The entries `workload` matches that name a valid app, one per (SPIFFE ID, app), with
+    /// that app. Entries without an app do not hide an entry of the same ID that names one.
+    fn instance_entries(
+        &self,
+        workload: &WorkloadFacts,
+    ) -> Result<Vec<(NodeEntry, String)>, SourceError> {
+        let selectors = workload.selectors();
+        let state = self.read();
+        if !state.synced {
+            return Err(SourceError::Unavailable(
+                "registration entries not read from the server yet".to_owned(),
+            ));
+        }
+        let mut out: Vec<(NodeEntry, String)> = Vec::new();
+        for cached in &state.entries {
+            // Validated here: the app name goes into the URL of the server call.
+            let Some(app) = cached
+                .entry
+                .app
+                .as_deref()
+                .filter(|a| daas_identity::document::valid_app_name(a))
+            else {
+                continue;
+            };
+            if cached.selectors.iter().all(|s| selectors.contains(s))
+                && !out
+                    .iter()
+                    .any(|(e, a)| e.spiffe_id == cached.entry.spiffe_id && a == app)
+            {
+                out.push((cached.entry.clone(), app.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
     async fn fetch_instance(
         &self,
-        entry: &NodeEntry,
         key: InstanceKey,
         now: OffsetDateTime,
     ) -> Result<InstanceDocument, SourceError> {
         let unavailable = |why: String| SourceError::Unavailable(why);
-        let app = entry
-            .app
-            .as_deref()
-            .filter(|a| daas_identity::document::valid_app_name(a))
-            .ok_or_else(|| unavailable("the entry names no valid app".into()))?;
-        let (workload_id, pid, started_at, digest) = &key;
+        let (workload_id, app, pid, started_at, digest) = &key;
         let generation = self.read().generation;
         let request = crate::server_client::InstanceRequest {
             binary_digest: digest,
@@ -972,11 +1029,15 @@ impl Agent {
             started_at: *started_at,
             workload_id,
         };
-        let issued = self
-            .client()
-            .instance_document(app, &request)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let issued = match self.client().instance_document(app, &request).await {
+            Ok(issued) => issued,
+            Err(e) => {
+                if matches!(e, ServerError::Refused { status: 403, .. }) {
+                    self.note_instance_refusal(&key, now, generation);
+                }
+                return Err(unavailable(e.to_string()));
+            }
+        };
         if self.read().document_bundle.is_none() {
             self.refresh_jwt_bundle()
                 .await
@@ -1028,6 +1089,28 @@ impl Agent {
         Ok(document)
     }
 
+    /// Remember that the server refused `key`'s workload, app and binary (unless the entries
+    /// changed meanwhile), evicting the refusal that ends soonest when full.
+    fn note_instance_refusal(&self, key: &InstanceKey, now: OffsetDateTime, generation: u64) {
+        let mut state = self.write();
+        if state.generation != generation {
+            return;
+        }
+        let refusals = &mut state.instance_refusals;
+        refusals.retain(|_, until| now < *until);
+        let refused = refusal_key(key);
+        if refusals.len() >= MAX_CACHED_INSTANCES && !refusals.contains_key(&refused) {
+            let victim = refusals
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                refusals.remove(&victim);
+            }
+        }
+        refusals.insert(refused, now + INSTANCE_REFUSAL_BACKOFF);
+    }
+
     /// The server's instance document must verify against the document keys, chain to the
     /// app document that came with it, and name exactly this node, workload, process and
     /// binary.
@@ -1037,7 +1120,7 @@ impl Agent {
         key: &InstanceKey,
         now: OffsetDateTime,
     ) -> Result<daas_identity::VerifiedInstanceDocument, String> {
-        let (workload_id, pid, started_at, digest) = key;
+        let (workload_id, app_name, pid, started_at, digest) = key;
         let state = self.read();
         let bundle = state
             .document_bundle
@@ -1049,7 +1132,8 @@ impl Agent {
             .map_err(|e| format!("instance document: {e}"))?;
         let meta = instance.static_metadata();
         let run = instance.dynamic_metadata();
-        let matches = meta.node_id == state.node.spiffe_id
+        let matches = app.metadata().name == *app_name
+            && meta.node_id == state.node.spiffe_id
             && meta
                 .workload_id
                 .as_ref()
@@ -1064,7 +1148,7 @@ impl Agent {
         if matches {
             Ok(instance)
         } else {
-            Err("it names another node, workload, process or binary".to_owned())
+            Err("it names another app, node, workload, process or binary".to_owned())
         }
     }
 
@@ -1377,6 +1461,7 @@ mod tests {
                 generation: 0,
                 document_bundle: None,
                 instance_cache: HashMap::new(),
+                instance_refusals: HashMap::new(),
             }),
             config,
             updates: watch::channel(0).0,
@@ -1595,6 +1680,141 @@ mod tests {
         // Expired tokens are dropped on the next insert.
         insert_jwt(&mut cache, key("late", 0), jwt(1000), t(250));
         assert!(cache.values().all(|c| c.expires_at > t(250)));
+    }
+
+    fn app_entry(id: &str, spiffe_id: &str, app: Option<&str>, uid: u32) -> NodeEntry {
+        NodeEntry {
+            app: app.map(str::to_owned),
+            ..entry(id, spiffe_id, 7, uid)
+        }
+    }
+
+    /// Put a document for `(workload ID, app)` and the process of `facts(7, _)` in the cache.
+    fn cache_instance(agent: &Agent, workload_id: &str, app: &str) {
+        let now = OffsetDateTime::now_utc();
+        let f = facts(7, 0);
+        let key: InstanceKey = (
+            workload_id.to_owned(),
+            app.to_owned(),
+            f.pid,
+            f.started_at_ms.unwrap(),
+            format!("sha256:{}", f.binary_sha256_hex()),
+        );
+        let document = InstanceDocument {
+            workload_id: workload_id.to_owned(),
+            spiffe_id: format!("spiffe://example.org/app/{app}/instance/x"),
+            instance_id: "x".to_owned(),
+            document: format!("doc-of-{app}"),
+            app_document: format!("app-doc-of-{app}"),
+            expires_at_ms: (now + Duration::from_secs(3600)).unix_timestamp() * 1000,
+        };
+        agent.write().instance_cache.insert(
+            key,
+            CachedInstance {
+                document,
+                refresh_after: now + Duration::from_secs(1800),
+                expires_at: now + Duration::from_secs(3600),
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_document_cached_for_one_app_is_not_served_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        // One workload ID, two entries naming different apps, told apart by uid.
+        agent.apply_entries(vec![
+            app_entry("e1", "spiffe://example.org/web", Some("web"), 1000),
+            app_entry("e2", "spiffe://example.org/web", Some("api"), 2000),
+        ]);
+        cache_instance(&agent, "spiffe://example.org/web", "web");
+        let served = agent.instance_documents_at(&facts(7, 1000)).await.unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].document, "doc-of-web");
+        // The same process run after setuid(2000) matches only the entry naming `api`: the
+        // `web` document is not its answer (the server, unreachable here, would be asked).
+        assert!(matches!(
+            agent.instance_documents_at(&facts(7, 2000)).await,
+            Err(SourceError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_entry_without_an_app_does_not_hide_one_that_names_an_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        // Same workload ID; the entry without an app sorts first.
+        agent.apply_entries(vec![
+            app_entry("a-plain", "spiffe://example.org/web", None, 1000),
+            app_entry("b-app", "spiffe://example.org/web", Some("web"), 1000),
+        ]);
+        cache_instance(&agent, "spiffe://example.org/web", "web");
+        let served = agent.instance_documents_at(&facts(7, 1000)).await.unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].document, "doc-of-web");
+    }
+
+    #[tokio::test]
+    async fn a_refused_instance_document_is_not_asked_for_again_by_any_run_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = test_agent(&dir.path().join("data"));
+        let web = app_entry("e1", "spiffe://example.org/web", Some("web"), 1000);
+        agent.apply_entries(vec![web.clone()]);
+        let run = |pid: u32| WorkloadFacts {
+            pid,
+            ..facts(7, 1000)
+        };
+        let key_of = |f: &WorkloadFacts| -> InstanceKey {
+            (
+                web.spiffe_id.clone(),
+                "web".to_owned(),
+                f.pid,
+                f.started_at_ms.unwrap(),
+                format!("sha256:{}", f.binary_sha256_hex()),
+            )
+        };
+        let now = OffsetDateTime::now_utc();
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now, generation);
+        // Another process run of the same binary and entry: not sent to the server.
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&run(2)).await else {
+            panic!("served");
+        };
+        assert!(why.contains("not asking again"), "{why}");
+        // Another binary is asked for (the server, unreachable here, fails differently).
+        let other = WorkloadFacts {
+            binary_sha256: [8; 32],
+            ..run(1)
+        };
+        let mut other_entry = app_entry("e2", "spiffe://example.org/web", Some("web"), 1000);
+        other_entry.selectors[0] = format!("unix:sha256:{}", hex_digest(8));
+        agent.apply_entries(vec![web.clone(), other_entry]);
+        // (Entries changed: refusals were forgotten; refuse run 1 again under the new ones.)
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now, generation);
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&other).await else {
+            panic!("served");
+        };
+        assert!(!why.contains("not asking again"), "{why}");
+        // A refusal noted across an entries change is dropped; refusals end; they are bounded.
+        let mut stale = key_of(&run(1));
+        stale.0 = "spiffe://example.org/stale".to_owned();
+        agent.note_instance_refusal(&stale, now, generation.wrapping_sub(1));
+        assert_eq!(agent.read().instance_refusals.len(), 1);
+        agent.apply_entries(vec![web.clone()]);
+        assert!(agent.read().instance_refusals.is_empty());
+        let generation = agent.read().generation;
+        agent.note_instance_refusal(&key_of(&run(1)), now - INSTANCE_REFUSAL_BACKOFF, generation);
+        let Err(SourceError::Unavailable(why)) = agent.instance_documents_at(&run(3)).await else {
+            panic!("served");
+        };
+        assert!(!why.contains("not asking again"), "{why}");
+        for n in 0..(MAX_CACHED_INSTANCES * 2) {
+            let mut key = key_of(&run(1));
+            key.0 = format!("spiffe://example.org/w{n}");
+            agent.note_instance_refusal(&key, now, generation);
+        }
+        assert_eq!(agent.read().instance_refusals.len(), MAX_CACHED_INSTANCES);
     }
 
     #[test]

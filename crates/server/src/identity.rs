@@ -935,6 +935,9 @@ fn document_error(e: daas_identity::Error) -> ApiError {
     }
 }
 
+/// The greatest app document version: the store keeps versions as signed 64-bit integers.
+const MAX_APP_DOCUMENT_VERSION: u64 = i64::MAX.unsigned_abs();
+
 /// The version of the app's current document, if it has one.
 async fn current_app_document(
     engine: &Engine,
@@ -981,15 +984,23 @@ pub async fn register_app(
         .map(|doc| doc.version);
     let version = match (req.version, current) {
         (Some(0), _) => return Err(ApiError::Malformed("version: must be at least 1".into())),
+        (Some(v), _) if v > MAX_APP_DOCUMENT_VERSION => {
+            return Err(ApiError::Malformed(format!(
+                "version: must be at most {MAX_APP_DOCUMENT_VERSION}"
+            )));
+        }
         (Some(v), Some(c)) if v <= c => {
             return Err(ApiError::ConflictBecause(format!(
                 "version {v} is not greater than the current document's version {c}"
             )));
         }
         (Some(v), _) => v,
-        (None, Some(c)) => c.checked_add(1).ok_or_else(|| {
-            ApiError::ConflictBecause("the current document has the last version".into())
-        })?,
+        (None, Some(c)) => c
+            .checked_add(1)
+            .filter(|v| *v <= MAX_APP_DOCUMENT_VERSION)
+            .ok_or_else(|| {
+                ApiError::ConflictBecause("the current document has the last version".into())
+            })?,
         (None, None) => 1,
     };
     let now = time::OffsetDateTime::now_utc();

@@ -309,6 +309,38 @@ fn instance_request(app_document: &str, digest: &str) -> Value {
 }
 
 #[tokio::test]
+async fn app_document_versions_past_the_stored_range_are_refused_not_internal_errors() {
+    let s = TestServer::start().await;
+    s.create_app("web").await;
+    let register = |version: Option<u64>| {
+        let mut body = json!({"name": "web", "owner": "o", "allowed_digests": [sha('a')]});
+        if let Some(v) = version {
+            body["version"] = json!(v);
+        }
+        body
+    };
+    // Beyond what the store can keep: the caller's mistake, not a server error.
+    for v in [u64::MAX, 1 << 63] {
+        let (status, body) = s
+            .admin("POST", "/v1/identity/apps", Some(register(Some(v))))
+            .await;
+        assert_error(status, &body, 400, "malformed_request");
+    }
+    // The last storable version is accepted; the implicit next one is a conflict.
+    let last = i64::MAX.unsigned_abs();
+    let (status, body) = s
+        .admin("POST", "/v1/identity/apps", Some(register(Some(last))))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], last);
+    let (status, body) = s
+        .admin("POST", "/v1/identity/apps", Some(register(None)))
+        .await;
+    assert_error(status, &body, 409, "conflict");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn app_and_instance_documents_are_issued_chained_and_verify_offline() {
     let s = TestServer::start().await;
     let node = join(&s).await;
