@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL).
+# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL) and Redis for the
+# replay-store suite of crates/resource (sets DAAS_TEST_REDIS_URL).
 # shellcheck source=scripts/test-services.sh
-source scripts/test-services.sh
+source scripts/test-services.sh --redis
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
