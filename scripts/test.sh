@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL), and the Python
-# JOSE peers of the token interop tests (sets DAAS_TEST_PYTHON).
+# PostgreSQL for the storage and server suites (sets DAAS_TEST_POSTGRES_URL), Redis for the
+# replay-store suite of crates/resource (sets DAAS_TEST_REDIS_URL), and the Python JOSE peers of
+# the token interop tests (sets DAAS_TEST_PYTHON).
 # shellcheck source=scripts/test-services.sh
-source scripts/test-services.sh --python
+source scripts/test-services.sh --redis --python
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -156,6 +156,16 @@ pub fn sign<C: Serialize + ?Sized>(
     claims: &C,
     key: &SigningKey,
 ) -> Result<String, KeyError> {
+    sign_with_limit(fields, claims, key, MAX_TOKEN_LEN)
+}
+
+/// [`sign`] with another size limit, for token kinds that are larger by nature (status lists).
+pub(crate) fn sign_with_limit<C: Serialize + ?Sized>(
+    fields: &HeaderFields<'_>,
+    claims: &C,
+    key: &SigningKey,
+    max_len: usize,
+) -> Result<String, KeyError> {
     let mut header = Map::new();
     header.insert("alg".into(), key.alg().as_str().into());
     if let Some(kid) = fields.kid {
@@ -181,8 +191,8 @@ pub fn sign<C: Serialize + ?Sized>(
     let signature = key.sign(token.as_bytes())?;
     token.push('.');
     token.push_str(&b64::encode(&signature));
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(KeyError::TooLarge { max: MAX_TOKEN_LEN });
+    if token.len() > max_len {
+        return Err(KeyError::TooLarge { max: max_len });
     }
     Ok(token)
 }
@@ -239,8 +249,18 @@ impl Unverified {
     /// [`JwsError::ForbiddenHeader`] for `jku`, `x5u`, `x5c`, `x5t`, `x5t#S256`, `crit`,
     /// `b64: false`, and `jwk` unless `policy` allows it; [`JwsError::UnknownHeader`].
     pub fn parse_with_policy(token: &str, policy: HeaderPolicy) -> Result<Self, JwsError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(JwsError::TooLarge { max: MAX_TOKEN_LEN });
+        Self::parse_with_limit(token, policy, MAX_TOKEN_LEN)
+    }
+
+    /// [`Unverified::parse_with_policy`] with another size limit, for token kinds that are
+    /// larger by nature (status lists).
+    pub(crate) fn parse_with_limit(
+        token: &str,
+        policy: HeaderPolicy,
+        max_len: usize,
+    ) -> Result<Self, JwsError> {
+        if token.len() > max_len {
+            return Err(JwsError::TooLarge { max: max_len });
         }
         let mut segments = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (

@@ -26,6 +26,9 @@
 //! * [`nonce`]: stateless server nonces ([`NonceKey`]).
 //! * [`replay`]: replay keys, the [`ReplayCache`] trait, an in-process [`MemoryReplayCache`],
 //!   and [`PendingReplayCheck`], which releases a verified proof only after the replay check.
+//! * [`status`]: Token Status Lists (draft-ietf-oauth-status-list, [`sign_status_list`],
+//!   [`verify_status_list`]) and short-lived, nonce'd status staples ([`sign_status_staple`],
+//!   [`verify_status_staple`]).
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -38,6 +41,7 @@ pub mod jwk;
 pub mod jws;
 pub mod nonce;
 pub mod replay;
+pub mod status;
 
 pub use access::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, DpopPolicy, DpopRequest, StatusListRef,
@@ -56,6 +60,11 @@ pub use jws::{
 };
 pub use nonce::{NonceError, NonceKey};
 pub use replay::{MemoryReplayCache, PendingReplayCheck, ReplayCache, ReplayCacheError, ReplayKey};
+pub use status::{
+    Bits, STATUS_LIST_TYP, STATUS_STAPLE_TYP, StapleExpectation, StatusError, StatusList,
+    StatusStapleClaims, TokenStatus, VerifiedStatusList, VerifiedStatusStaple, sign_status_list,
+    sign_status_staple, verify_status_list, verify_status_staple,
+};
 
 /// Parses `bytes` as one JSON object, refusing duplicate keys at any depth (the same strict
 /// parser tokens go through). For JWK sets and other untrusted JSON that holds keys: two
