@@ -20,6 +20,13 @@ pub(crate) const PASSWORD_ID_CLIENT: &[u8] = b"daas channel password role v1 cli
 pub(crate) const PASSWORD_ID_SERVER: &[u8] = b"daas channel password role v1 server";
 /// HKDF salt for the password-role key-confirmation keys.
 pub(crate) const PASSWORD_CONFIRM_SALT: &[u8] = b"daas channel password confirm v1";
+/// HKDF salt for message-mode keys.
+pub(crate) const MESSAGE_SALT: &[u8] = b"daas channel message v1";
+/// HKDF info prefix of a message-mode AEAD key (followed by the key epoch, u64 BE).
+pub(crate) const MESSAGE_KEY_INFO: &[u8] = b"daas channel message key v1";
+/// HKDF info prefix of a message-mode IV (followed by the key epoch, u64 BE).
+pub(crate) const MESSAGE_IV_INFO: &[u8] = b"daas channel message iv v1";
+
 /// Appends `u32be(len(bytes)) ‖ bytes`. Every caller passes at most a few KiB (role names,
 /// exporter values, PAKE messages), far below `u32::MAX`.
 pub(crate) fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) {

@@ -25,6 +25,8 @@ pub mod exchange;
 pub mod labels;
 mod name;
 pub mod ratelimit;
+pub mod record;
+pub mod window;
 pub mod wire;
 
 pub use config::{CertificateRole, Role, RoleConfig, RoleKey, RolePassword, RoleSecret};
@@ -35,3 +37,5 @@ pub use exchange::{
 };
 pub use name::{MAX_ROLE_NAME_LEN, RoleName};
 pub use ratelimit::{RateLimit, RateLimited, RateLimiter};
+pub use record::{MessageSecrets, Opener, Sealer, message_keys};
+pub use window::ReplayWindow;
