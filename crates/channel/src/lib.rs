@@ -26,6 +26,8 @@ pub mod labels;
 mod name;
 pub mod ratelimit;
 pub mod record;
+#[cfg(feature = "tokio")]
+pub mod transport;
 pub mod window;
 pub mod wire;
 
@@ -38,4 +40,9 @@ pub use exchange::{
 pub use name::{MAX_ROLE_NAME_LEN, RoleName};
 pub use ratelimit::{RateLimit, RateLimited, RateLimiter};
 pub use record::{MessageSecrets, Opener, Sealer, message_keys};
+#[cfg(feature = "tokio")]
+pub use transport::{
+    Channel, ChannelConfig, ChannelError, KeyExchange, SharedRateLimiter, TlsIdentity, accept,
+    connect,
+};
 pub use window::ReplayWindow;
