@@ -1055,4 +1055,96 @@ mod tests {
             crate::ConfigError::TooManyRoles
         );
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One role slot: which kind, whether each side has it, the flags, and whether the
+        /// secrets match.
+        #[derive(Debug, Clone)]
+        struct Slot {
+            password: bool,
+            client_has: bool,
+            server_has: bool,
+            client_prove: bool,
+            server_accept: bool,
+            same_secret: bool,
+        }
+
+        fn slot() -> impl Strategy<Value = Slot> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(
+                    |(
+                        password,
+                        client_has,
+                        server_has,
+                        client_prove,
+                        server_accept,
+                        same_secret,
+                    )| Slot {
+                        password,
+                        client_has,
+                        server_has,
+                        client_prove,
+                        server_accept,
+                        same_secret,
+                    },
+                )
+        }
+
+        fn make(
+            name_: &str,
+            password: bool,
+            secret: u8,
+            prove: bool,
+            accept: bool,
+        ) -> Option<Role> {
+            if !prove && !accept {
+                return None;
+            }
+            let r = if password {
+                pw_role(name_, &format!("pw{secret}"))
+            } else {
+                key_role(name_, secret)
+            };
+            Some(r.with_prove(prove).with_accept(accept))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            /// The server verifies exactly the roles that both sides hold with the same secret,
+            /// that the server accepts and that the client proves (password roles: that the
+            /// client holds at all, since they are mutual).
+            #[test]
+            fn prop_verified_set_is_exact(slots in proptest::collection::vec(slot(), 1..6)) {
+                let mut client = Vec::new();
+                let mut server = Vec::new();
+                let mut expected = Vec::new();
+                for (i, s) in slots.iter().enumerate() {
+                    let n = format!("r{i}");
+                    let server_secret = if s.same_secret { 1 } else { 2 };
+                    let c = s.client_has.then(|| make(&n, s.password, 1, s.client_prove, true)).flatten();
+                    let sv = s.server_has.then(|| make(&n, s.password, server_secret, true, s.server_accept)).flatten();
+                    let client_proves = s.password || s.client_prove;
+                    if c.is_some() && sv.is_some() && s.same_secret && s.server_accept && client_proves {
+                        expected.push(n.clone());
+                    }
+                    client.extend(c);
+                    server.extend(sv);
+                }
+                let anon = |roles| Arc::new(RoleConfig::new(roles, true).unwrap());
+                let (_, s_out) = run(anon(client), anon(server));
+                let got: Vec<String> = s_out.finish().unwrap().iter().map(|r| r.to_string()).collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
 }

@@ -312,3 +312,56 @@ async fn anonymous_peer_only_when_allowed() {
     assert!(s.verified_roles().is_empty());
     assert!(c.verified_roles().is_empty());
 }
+
+/// A TLS client that speaks raw bytes instead of role messages.
+async fn raw_peer(addr: std::net::SocketAddr, bytes: &'static [u8]) {
+    let cfg = config(vec![key_role("x", 1)]);
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("daas-channel.invalid").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(cfg.tls_client_config())
+        .connect(name, sock)
+        .await
+        .unwrap();
+    tls.write_all(bytes).await.unwrap();
+    tls.flush().await.unwrap();
+    let _ = tls.shutdown().await;
+    // Drain whatever the server sends until it closes.
+    let mut sink = Vec::new();
+    let _ = tls.read_to_end(&mut sink).await;
+}
+
+#[tokio::test]
+async fn oversized_and_truncated_role_messages_close_the_channel() {
+    use daas_channel::{RoleError, WireError};
+
+    // A header announcing a body above the limit: refused before any body byte is read.
+    let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
+    raw_peer(addr, &[1, 1, 0xff, 0xff]).await;
+    match srv.await.unwrap() {
+        Err(ChannelError::Role(RoleError::Wire(WireError::TooLarge { .. }))) => {}
+        other => panic!("{other:?}"),
+    }
+    // A wrong version.
+    let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
+    raw_peer(addr, &[9, 1, 0, 1, 0]).await;
+    match srv.await.unwrap() {
+        Err(ChannelError::Role(RoleError::Wire(WireError::UnsupportedVersion))) => {}
+        other => panic!("{other:?}"),
+    }
+    // A body cut short by the end of the stream.
+    let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
+    raw_peer(addr, &[1, 1, 0, 10, 0]).await;
+    match srv.await.unwrap() {
+        Err(ChannelError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn silent_peer_times_out() {
+    let cfg =
+        config(vec![key_role("payment", 1)]).with_handshake_timeout(Duration::from_millis(300));
+    let (addr, srv) = server(cfg).await;
+    let _sock = TcpStream::connect(addr).await.unwrap();
+    assert!(matches!(srv.await.unwrap(), Err(ChannelError::Timeout)));
+}
