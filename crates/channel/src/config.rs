@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, UnparsedPublicKey,
+};
 use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
@@ -16,6 +20,8 @@ pub const MIN_ROLE_KEY_LEN: usize = 32;
 pub const MAX_ROLE_SECRET_LEN: usize = 1024;
 /// Length of an Ed25519 public key.
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
+/// Length of an uncompressed P-256 public point.
+pub const P256_PUBLIC_KEY_LEN: usize = 65;
 
 /// A high-entropy pre-shared role key (at least 256 bits). Zeroized on drop.
 pub struct RoleKey(Zeroizing<Vec<u8>>);
@@ -70,61 +76,118 @@ impl fmt::Debug for RolePassword {
     }
 }
 
-/// A certificate role in its first form: one Ed25519 role key pinned by the configuration.
+/// The signature algorithm of a certificate role's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKeyAlgorithm {
+    /// Ed25519 (RFC 8032); 32-byte public keys.
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256, fixed-length `r ‖ s` signatures; 65-byte uncompressed
+    /// public points.
+    EcdsaP256,
+}
+
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    EcdsaP256(EcdsaKeyPair),
+}
+
+/// A certificate role in its first form: one role key (Ed25519 or P-256) pinned by the
+/// configuration.
 ///
 /// The verifier holds the public key; a prover also holds the private key. (X.509 chains to a
 /// role trust anchor, e.g. SVIDs, are a later addition: see docs/channel.md.)
 pub struct CertificateRole {
-    public_key: [u8; ED25519_PUBLIC_KEY_LEN],
-    signer: Option<Ed25519KeyPair>,
+    algorithm: RoleKeyAlgorithm,
+    public_key: Vec<u8>,
+    signer: Option<Signer>,
 }
 
 impl CertificateRole {
-    /// A role this side can only verify: the pinned raw Ed25519 public key.
+    /// A role this side can only verify: the pinned raw public key (32 bytes for Ed25519, a
+    /// 65-byte uncompressed point for P-256).
     ///
     /// # Errors
-    /// [`ConfigError::InvalidRoleKey`] if it is not 32 bytes.
-    pub fn verifier(public_key: &[u8]) -> Result<Self, ConfigError> {
-        let public_key = public_key
-            .try_into()
-            .map_err(|_| ConfigError::InvalidRoleKey)?;
+    /// [`ConfigError::InvalidRoleKey`] if the key has the wrong length or is not on the curve.
+    pub fn verifier(algorithm: RoleKeyAlgorithm, public_key: &[u8]) -> Result<Self, ConfigError> {
+        let ok = match algorithm {
+            RoleKeyAlgorithm::Ed25519 => public_key.len() == ED25519_PUBLIC_KEY_LEN,
+            RoleKeyAlgorithm::EcdsaP256 => {
+                public_key.len() == P256_PUBLIC_KEY_LEN
+                    && aws_lc_rs::signature::ParsedPublicKey::new(
+                        &ECDSA_P256_SHA256_FIXED,
+                        public_key,
+                    )
+                    .is_ok()
+            }
+        };
+        if !ok {
+            return Err(ConfigError::InvalidRoleKey);
+        }
         Ok(Self {
-            public_key,
+            algorithm,
+            public_key: public_key.to_vec(),
             signer: None,
         })
     }
 
-    /// A role this side can prove (and verify): an Ed25519 PKCS#8 private key.
+    /// A role this side can prove (and verify): a PKCS#8 private key of `algorithm`.
     ///
     /// # Errors
     /// [`ConfigError::InvalidRoleKey`] if aws-lc-rs refuses the document.
-    pub fn signer(pkcs8: &[u8]) -> Result<Self, ConfigError> {
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
-            .map_err(|_| ConfigError::InvalidRoleKey)?;
-        let public_key = pair
-            .public_key()
-            .as_ref()
-            .try_into()
-            .map_err(|_| ConfigError::InvalidRoleKey)?;
+    pub fn signer(algorithm: RoleKeyAlgorithm, pkcs8: &[u8]) -> Result<Self, ConfigError> {
+        let bad = |_| ConfigError::InvalidRoleKey;
+        let (signer, public_key) = match algorithm {
+            RoleKeyAlgorithm::Ed25519 => {
+                let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(bad)?;
+                let pk = pair.public_key().as_ref().to_vec();
+                (Signer::Ed25519(pair), pk)
+            }
+            RoleKeyAlgorithm::EcdsaP256 => {
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                    .map_err(bad)?;
+                let pk = pair.public_key().as_ref().to_vec();
+                (Signer::EcdsaP256(pair), pk)
+            }
+        };
         Ok(Self {
+            algorithm,
             public_key,
-            signer: Some(pair),
+            signer: Some(signer),
         })
+    }
+
+    /// The key's algorithm.
+    #[must_use]
+    pub const fn algorithm(&self) -> RoleKeyAlgorithm {
+        self.algorithm
     }
 
     /// The pinned public key.
     #[must_use]
-    pub const fn public_key(&self) -> &[u8; ED25519_PUBLIC_KEY_LEN] {
+    pub fn public_key(&self) -> &[u8] {
         &self.public_key
     }
 
+    pub(crate) const fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// Signs `msg`; `None` without a private key or if the crypto library fails. The signature
+    /// is 64 bytes for both algorithms.
     pub(crate) fn sign(&self, msg: &[u8]) -> Option<[u8; 64]> {
-        let sig = self.signer.as_ref()?.sign(msg);
+        let sig = match self.signer.as_ref()? {
+            Signer::Ed25519(pair) => pair.sign(msg),
+            Signer::EcdsaP256(pair) => pair.sign(&SystemRandom::new(), msg).ok()?,
+        };
         sig.as_ref().try_into().ok()
     }
 
     pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.public_key)
+        let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match self.algorithm {
+            RoleKeyAlgorithm::Ed25519 => &ED25519,
+            RoleKeyAlgorithm::EcdsaP256 => &ECDSA_P256_SHA256_FIXED,
+        };
+        UnparsedPublicKey::new(alg, &self.public_key)
             .verify(msg, sig)
             .is_ok()
     }
@@ -133,6 +196,7 @@ impl CertificateRole {
 impl fmt::Debug for CertificateRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateRole")
+            .field("algorithm", &self.algorithm)
             .field("public_key", &self.public_key)
             .field("can_sign", &self.signer.is_some())
             .finish()
@@ -236,7 +300,7 @@ impl RoleConfig {
             }
             if let RoleSecret::Certificate(c) = &role.secret
                 && role.prove
-                && c.signer.is_none()
+                && !c.can_sign()
             {
                 return Err(ConfigError::MissingSigningKey);
             }

@@ -83,7 +83,7 @@ pub enum ConfigError {
     /// A role password is empty or longer than [`crate::config::MAX_ROLE_SECRET_LEN`].
     #[error("role password must be 1 to 1024 bytes")]
     BadPasswordLength,
-    /// A certificate role's key is not an Ed25519 public key / PKCS#8 private key.
+    /// A certificate role's key is not a public key / PKCS#8 private key of its algorithm.
     #[error("invalid certificate role key")]
     InvalidRoleKey,
     /// A certificate role that proves has no private key.

@@ -23,7 +23,7 @@ use spake2::{Ed25519Group, Identity, Password, Spake2};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::config::{RoleConfig, RoleKey, RoleSecret};
+use crate::config::{RoleConfig, RoleKey, RoleKeyAlgorithm, RoleSecret};
 use crate::error::{RoleError, WireError};
 use crate::labels::{
     CERT_ROLE_V1, KEY_ROLE_INFO, KEY_ROLE_SALT, PASSWORD_CONFIRM_SALT, PASSWORD_ID_CLIENT,
@@ -450,7 +450,11 @@ impl OfferSent {
                     let sig = cert
                         .sign(&msg)
                         .ok_or(RoleError::Crypto("certificate role signing"))?;
-                    entries.push((role.name().clone(), Entry::Ed25519Signature(sig)));
+                    let entry = match cert.algorithm() {
+                        RoleKeyAlgorithm::Ed25519 => Entry::Ed25519Signature(sig),
+                        RoleKeyAlgorithm::EcdsaP256 => Entry::EcdsaP256Signature(sig),
+                    };
+                    entries.push((role.name().clone(), entry));
                 }
                 // Confirmations were added above, for every PAKE that ran.
                 RoleSecret::Password(_) => {}
@@ -564,7 +568,18 @@ impl ProofSent {
                         _ => Err(FailureReason::BadKeyTag),
                     }
                 }
-                (RoleSecret::Certificate(cert), Entry::Ed25519Signature(sig)) => {
+                (RoleSecret::Certificate(cert), Entry::Ed25519Signature(sig))
+                    if cert.algorithm() == RoleKeyAlgorithm::Ed25519 =>
+                {
+                    if cert.verify(&cert_role_message(name, exporter, dir), sig) {
+                        Ok(())
+                    } else {
+                        Err(FailureReason::BadSignature)
+                    }
+                }
+                (RoleSecret::Certificate(cert), Entry::EcdsaP256Signature(sig))
+                    if cert.algorithm() == RoleKeyAlgorithm::EcdsaP256 =>
+                {
                     if cert.verify(&cert_role_message(name, exporter, dir), sig) {
                         Ok(())
                     } else {
@@ -950,15 +965,17 @@ mod tests {
         let rng = SystemRandom::new();
         let pk8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let other = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let signer = CertificateRole::signer(pk8.as_ref()).unwrap();
-        let public = *signer.public_key();
+        let signer = CertificateRole::signer(RoleKeyAlgorithm::Ed25519, pk8.as_ref()).unwrap();
+        let public = signer.public_key().to_vec();
         let client = cfg(vec![
             Role::new(name("approval"), RoleSecret::Certificate(signer)).with_accept(false),
         ]);
         let server = cfg(vec![
             Role::new(
                 name("approval"),
-                RoleSecret::Certificate(CertificateRole::verifier(&public).unwrap()),
+                RoleSecret::Certificate(
+                    CertificateRole::verifier(RoleKeyAlgorithm::Ed25519, &public).unwrap(),
+                ),
             )
             .with_prove(false),
         ]);
@@ -968,7 +985,9 @@ mod tests {
         let imposter = cfg(vec![
             Role::new(
                 name("approval"),
-                RoleSecret::Certificate(CertificateRole::signer(other.as_ref()).unwrap()),
+                RoleSecret::Certificate(
+                    CertificateRole::signer(RoleKeyAlgorithm::Ed25519, other.as_ref()).unwrap(),
+                ),
             )
             .with_accept(false),
         ]);
@@ -982,13 +1001,63 @@ mod tests {
             RoleConfig::new(
                 vec![Role::new(
                     name("a"),
-                    RoleSecret::Certificate(CertificateRole::verifier(&public).unwrap())
+                    RoleSecret::Certificate(
+                        CertificateRole::verifier(RoleKeyAlgorithm::Ed25519, &public).unwrap()
+                    )
                 )],
                 false
             )
             .unwrap_err(),
             crate::ConfigError::MissingSigningKey
         );
+    }
+
+    #[test]
+    fn p256_certificate_roles() {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = SystemRandom::new();
+        let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let signer = CertificateRole::signer(RoleKeyAlgorithm::EcdsaP256, pk8.as_ref()).unwrap();
+        let public = signer.public_key().to_vec();
+        assert_eq!(public.len(), crate::config::P256_PUBLIC_KEY_LEN);
+        let client = cfg(vec![
+            Role::new(name("shipping"), RoleSecret::Certificate(signer)).with_accept(false),
+        ]);
+        let verifier = || {
+            RoleSecret::Certificate(
+                CertificateRole::verifier(RoleKeyAlgorithm::EcdsaP256, &public).unwrap(),
+            )
+        };
+        let server = cfg(vec![
+            Role::new(name("shipping"), verifier()).with_prove(false),
+        ]);
+        let (_, s) = run(client, server);
+        assert_eq!(s.finish().unwrap().to_string(), "shipping");
+
+        // An Ed25519 signature under a role pinned to a P-256 key is a kind mismatch.
+        let ed = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed_client = cfg(vec![
+            Role::new(
+                name("shipping"),
+                RoleSecret::Certificate(
+                    CertificateRole::signer(RoleKeyAlgorithm::Ed25519, ed.as_ref()).unwrap(),
+                ),
+            )
+            .with_accept(false),
+        ]);
+        let server = cfg(vec![
+            Role::new(name("shipping"), verifier()).with_prove(false),
+        ]);
+        let (_, s) = run(ed_client, server);
+        assert_eq!(
+            reasons(&s),
+            vec![("shipping".into(), FailureReason::KindMismatch)]
+        );
+
+        // Keys that are not P-256 points are refused up front.
+        assert!(CertificateRole::verifier(RoleKeyAlgorithm::EcdsaP256, &[4; 65]).is_err());
+        assert!(CertificateRole::verifier(RoleKeyAlgorithm::Ed25519, &[4; 31]).is_err());
+        assert!(CertificateRole::signer(RoleKeyAlgorithm::EcdsaP256, ed.as_ref()).is_err());
     }
 
     #[test]

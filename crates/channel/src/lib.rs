@@ -10,7 +10,7 @@
 //! * [`exchange`]: the role exchange as a state machine ([`OfferSent`] → [`ProofSent`] →
 //!   [`RoleOutcome`] → [`VerifiedRoles`]); key roles (HMAC over the exporter), password roles
 //!   (SPAKE2 bound to the exporters, then key confirmation) and certificate roles (an Ed25519
-//!   signature over the exporter under a pinned role key).
+//!   or P-256 signature over the exporter under a pinned role key).
 //! * [`ratelimit`]: the attempt budget for password roles ([`RateLimiter`]).
 //! * [`record`] and [`window`]: message mode, AEAD records with explicit sequence numbers and an
 //!   RFC 6479 replay window, for out-of-order transports.
@@ -31,7 +31,9 @@ pub mod transport;
 pub mod window;
 pub mod wire;
 
-pub use config::{CertificateRole, Role, RoleConfig, RoleKey, RolePassword, RoleSecret};
+pub use config::{
+    CertificateRole, Role, RoleConfig, RoleKey, RoleKeyAlgorithm, RolePassword, RoleSecret,
+};
 pub use error::{ConfigError, Fault, RecordError, RoleError, WireError};
 pub use exchange::{
     Direction, EXPORTER_LEN, Exporters, FailureReason, OfferSent, ProofSent, RoleFailure,

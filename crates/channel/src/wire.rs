@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Types: `0x01` offer (only password entries: the SPAKE2 message), `0x02` proof (key tags,
-//! password confirmations, Ed25519 signatures). Every kind has exactly one payload length.
+//! password confirmations, Ed25519 and P-256 signatures). Every kind has exactly one payload length.
 //! Entries are in strictly ascending name order, so a name appears at most once and every
 //! message has exactly one encoding. The parser refuses truncated, oversized and trailing input.
 
@@ -31,7 +31,7 @@ pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + MAX_BODY_LEN;
 pub const PAKE_MESSAGE_LEN: usize = 33;
 /// Length of a key-role tag and of a password-role confirmation (HMAC-SHA256).
 pub const TAG_LEN: usize = 32;
-/// Length of an Ed25519 signature.
+/// Length of an Ed25519 signature and of a fixed-length P-256 ECDSA signature.
 pub const SIGNATURE_LEN: usize = 64;
 
 /// The two messages of the role exchange.
@@ -54,6 +54,8 @@ pub enum Entry {
     PasswordConfirm([u8; TAG_LEN]),
     /// Proof: an Ed25519 signature by a certificate role's key.
     Ed25519Signature([u8; SIGNATURE_LEN]),
+    /// Proof: an ECDSA P-256 / SHA-256 signature (`r ‖ s`) by a certificate role's key.
+    EcdsaP256Signature([u8; SIGNATURE_LEN]),
 }
 
 impl Entry {
@@ -63,6 +65,7 @@ impl Entry {
             Self::KeyTag(_) => 2,
             Self::PasswordConfirm(_) => 3,
             Self::Ed25519Signature(_) => 4,
+            Self::EcdsaP256Signature(_) => 5,
         }
     }
 
@@ -70,7 +73,7 @@ impl Entry {
         match self {
             Self::PakeMessage(p) => p,
             Self::KeyTag(p) | Self::PasswordConfirm(p) => p,
-            Self::Ed25519Signature(p) => p,
+            Self::Ed25519Signature(p) | Self::EcdsaP256Signature(p) => p,
         }
     }
 
@@ -79,7 +82,10 @@ impl Entry {
             (self, ty),
             (Self::PakeMessage(_), MessageType::Offer)
                 | (
-                    Self::KeyTag(_) | Self::PasswordConfirm(_) | Self::Ed25519Signature(_),
+                    Self::KeyTag(_)
+                        | Self::PasswordConfirm(_)
+                        | Self::Ed25519Signature(_)
+                        | Self::EcdsaP256Signature(_),
                     MessageType::Proof
                 )
         )
@@ -116,6 +122,12 @@ impl Entry {
                 let mut s = [0u8; SIGNATURE_LEN];
                 s.copy_from_slice(payload);
                 Ok(Self::Ed25519Signature(s))
+            }
+            5 => {
+                fixed(SIGNATURE_LEN)?;
+                let mut s = [0u8; SIGNATURE_LEN];
+                s.copy_from_slice(payload);
+                Ok(Self::EcdsaP256Signature(s))
             }
             _ => Err(WireError::BadEntryKind),
         }
@@ -473,6 +485,11 @@ mod tests {
                     s[..32].copy_from_slice(&a);
                     s[32..].copy_from_slice(&b);
                     Entry::Ed25519Signature(s)
+                }),
+                any::<[u8; 32]>().prop_map(|a| {
+                    let mut s = [0u8; SIGNATURE_LEN];
+                    s[..32].copy_from_slice(&a);
+                    Entry::EcdsaP256Signature(s)
                 }),
             ]
             .boxed(),
