@@ -66,24 +66,12 @@ mod protected {
         }
 
         fn token_with(&self, status: Option<StatusListRef>) -> String {
-            issue_access_token(
-                &self.issuer,
-                "issuer-1",
-                &AccessTokenClaims {
-                    iss: ISSUER.into(),
-                    sub: "spiffe://example.org/client".into(),
-                    aud: vec![AUDIENCE.into()],
-                    exp: NOW + 86_400,
-                    nbf: None,
-                    iat: NOW,
-                    jti: "token-1".into(),
-                    scope: vec!["read".into()],
-                    jkt: self.client.public_jwk().thumbprint(),
-                    status,
-                    client_id: None,
-                },
-            )
-            .unwrap()
+            let claims = AccessTokenClaims {
+                scope: vec!["read".into()],
+                status,
+                ..fx_claims(self)
+            };
+            issue_access_token(&self.issuer, "issuer-1", &claims).unwrap()
         }
 
         fn proof(&self, key: &SigningKey, method: &str, url: &str, token: &str) -> String {
