@@ -762,6 +762,17 @@ impl Agent {
         ))
     }
 
+    /// [`Self::refresh_jwt_bundle`] outside the sync loop (a workload's call met an unknown
+    /// key): a change must wake open `FetchJWTBundles` streams here, because the next sync
+    /// will see no change.
+    async fn refresh_bundle_on_demand(&self) -> Result<bool, ServerError> {
+        let changed = self.refresh_jwt_bundle().await?;
+        if changed {
+            self.notify();
+        }
+        Ok(changed)
+    }
+
     /// Read the trust domain's JWT-SVID and identity-document keys; only a bundle of this
     /// node's trust domain is accepted. Returns whether the JWT keys changed.
     async fn refresh_jwt_bundle(&self) -> Result<bool, ServerError> {
@@ -873,7 +884,7 @@ impl Agent {
             // Signed by a key this sensor has not seen yet (the server rotated): read the
             // bundle again, once, and retry.
             Err(_) => {
-                if let Err(e) = self.refresh_jwt_bundle().await {
+                if let Err(e) = self.refresh_bundle_on_demand().await {
                     return Err(unavailable(format!("cannot refresh the JWT bundle: {e}")));
                 }
                 self.validate_at(&token, first_audience, now).map_err(|e| {
@@ -1039,7 +1050,7 @@ impl Agent {
             }
         };
         if self.read().document_bundle.is_none() {
-            self.refresh_jwt_bundle()
+            self.refresh_bundle_on_demand()
                 .await
                 .map_err(|e| unavailable(format!("cannot read the document keys: {e}")))?;
         }
@@ -1048,7 +1059,7 @@ impl Agent {
             // Signed by a key this sensor has not seen yet (the server rotated): read the
             // bundle again, once, and retry.
             Err(_) => {
-                self.refresh_jwt_bundle()
+                self.refresh_bundle_on_demand()
                     .await
                     .map_err(|e| unavailable(format!("cannot refresh the document keys: {e}")))?;
                 self.verify_instance(&issued, &key, now)
