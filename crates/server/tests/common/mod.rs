@@ -167,6 +167,19 @@ impl TestServer {
         .await
     }
 
+    /// The audit entries of `action` (the first 1000 entries of the log), oldest first.
+    pub async fn audit_entries(&self, action: &str) -> Vec<Value> {
+        let (status, body) = self.admin("GET", "/v1/audit?limit=1000", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    }
+
     pub async fn create_app(&self, name: &str) -> String {
         let (status, body) = self
             .admin("POST", "/v1/apps", Some(json!({"name": name})))
