@@ -54,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/token/replace"),
     ("POST", "/v1/token/revoke"),
     ("POST", "/v1/token/keys/rotate"),
+    ("GET", "/v1/token/status"),
+    ("GET", "/v1/token/status/jwks"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -120,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route(tokens::REPLACE_PATH, post(tokens::replace))
         .route("/v1/token/revoke", post(tokens::revoke))
         .route("/v1/token/keys/rotate", post(tokens::rotate_keys))
+        .route(tokens::STATUS_PATH, get(tokens::status_list))
+        .route(tokens::STATUS_JWKS_PATH, get(tokens::status_jwks))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

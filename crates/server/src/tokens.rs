@@ -42,6 +42,8 @@ pub const TOKEN_PATH: &str = "/v1/token";
 pub const REPLACE_PATH: &str = "/v1/token/replace";
 /// Where the Token Status List is published.
 pub const STATUS_PATH: &str = "/v1/token/status";
+/// Where the status key is published.
+pub const STATUS_JWKS_PATH: &str = "/v1/token/status/jwks";
 /// The JWKS path.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Proofs remembered at once by the server's replay cache (peak proofs/s × the 60 s window).
@@ -120,6 +122,8 @@ struct KeyState {
     status: ActiveKey,
     /// The published issuer keys (active and within the overlap), as served.
     jwks: Value,
+    /// The status key, published apart from the issuer keys (it must never verify a token).
+    status_jwks: Value,
 }
 
 fn key_error(e: &daas_token::KeyError) -> ApiError {
@@ -187,9 +191,11 @@ fn key_state(
     }) {
         keys.push(jwk_entry(&record.kid, &load_key(record)?)?);
     }
+    let status = activate(TokenKeyPurpose::Status)?;
     Ok(KeyState {
         issuer: activate(TokenKeyPurpose::Issuer)?,
-        status: activate(TokenKeyPurpose::Status)?,
+        status_jwks: json!({ "keys": [jwk_entry(&status.kid, &status.key)?] }),
+        status,
         jwks: json!({ "keys": keys }),
     })
 }
@@ -701,6 +707,75 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(tokens.keys().jwks.clone()))
 }
 
+// ---------------------------------------------------------------- status list
+
+/// The `typ` of a Token Status List token (draft-ietf-oauth-status-list §5.1).
+pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
+/// The status list's `ttl`: how long a relying party may cache it (seconds).
+const STATUS_LIST_TTL_SECS: i64 = 60;
+/// The status list's `exp`, after `iat` (seconds).
+const STATUS_LIST_EXP_SECS: i64 = 600;
+
+/// The status bitstring of `snapshot`: one bit per allocated index, index `i` in byte `i / 8`
+/// at bit `i % 8` counted from the least significant bit (the draft's §4.1 order); `1` =
+/// revoked (`INVALID`), `0` = valid. At least one byte.
+pub(crate) fn status_bits(snapshot: &daas_store::TokenStatusSnapshot) -> Vec<u8> {
+    let len = usize::try_from(snapshot.allocated.div_ceil(8)).unwrap_or(usize::MAX);
+    let mut bits = vec![0u8; len.max(1)];
+    for &idx in &snapshot.revoked {
+        if let Some(byte) = usize::try_from(idx / 8).ok().and_then(|i| bits.get_mut(i)) {
+            *byte |= 1 << (idx % 8);
+        }
+    }
+    bits
+}
+
+fn zlib(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).map_err(internal)?;
+    encoder.finish().map_err(internal)
+}
+
+/// `GET /v1/token/status` (no auth): the Token Status List in JWT form, signed by the status
+/// key (`typ: statuslist+jwt`, `sub` = this URI, `iat`, `exp`, `ttl`,
+/// `status_list: {bits: 1, lst}`), built from the store on every request.
+pub async fn status_list(
+    State(state): State<AppState>,
+    issuer: Issuer,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    let snapshot = engine.store.revoked_status_indexes().await?;
+    let now = now_secs();
+    let claims = json!({
+        "sub": issuer.url(STATUS_PATH),
+        "iat": now,
+        "exp": now.saturating_add(STATUS_LIST_EXP_SECS),
+        "ttl": STATUS_LIST_TTL_SECS,
+        "status_list": { "bits": 1, "lst": b64u(&zlib(&status_bits(&snapshot))?) },
+    });
+    let keys = tokens.keys();
+    let jwt = daas_token::sign(
+        &daas_token::HeaderFields {
+            kid: Some(&keys.status.kid),
+            typ: Some(STATUS_LIST_TYP),
+            embed_jwk: false,
+        },
+        &claims,
+        &keys.status.key,
+    )
+    .map_err(|e| key_error(&e))?;
+    Ok(([(header::CONTENT_TYPE, "application/statuslist+jwt")], jwt))
+}
+
+/// `GET /v1/token/status/jwks` (no auth): the status key that signs the status list.
+pub async fn status_jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    Ok(Json(tokens.keys().status_jwks.clone()))
+}
+
 /// `GET /.well-known/oauth-authorization-server` (no auth): RFC 8414 metadata.
 pub async fn metadata(issuer: Issuer) -> Json<Value> {
     Json(json!({
@@ -713,6 +788,7 @@ pub async fn metadata(issuer: Issuer) -> Json<Value> {
         "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "daas_token_replace_endpoint": issuer.url(REPLACE_PATH),
         "daas_token_status_list_uri": issuer.url(STATUS_PATH),
+        "daas_token_status_jwks_uri": issuer.url(STATUS_JWKS_PATH),
     }))
 }
 
@@ -758,6 +834,22 @@ mod tests {
         ] {
             assert!(TokenConfig::validate_issuer(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn status_bits_are_lsb_first_one_bit_per_index() {
+        let bits = |allocated, revoked: &[u64]| {
+            status_bits(&daas_store::TokenStatusSnapshot {
+                allocated,
+                revoked: revoked.to_vec(),
+            })
+        };
+        assert_eq!(bits(0, &[]), [0]);
+        assert_eq!(bits(8, &[]), [0]);
+        assert_eq!(bits(9, &[0, 3, 8]), [0b0000_1001, 0b0000_0001]);
+        assert_eq!(bits(16, &[7, 15]), [0x80, 0x80]);
+        // An index past the allocation (never stored so) is ignored rather than panicking.
+        assert_eq!(bits(1, &[100]), [0]);
     }
 
     #[test]

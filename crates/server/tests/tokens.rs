@@ -59,21 +59,21 @@ async fn replace(s: &TestServer, key: &SigningKey, jti: &str) -> (u16, Value) {
     post(s, "/v1/token/replace", None, &[&p], json!({ "jti": jti })).await
 }
 
-/// The published issuer keys, parsed strictly.
+/// The published issuer keys, parsed strictly, and their kids.
 async fn jwks(s: &TestServer) -> (KeySet, Vec<String>) {
     let (status, body) = s.call("GET", "/.well-known/jwks.json", None, None).await;
     assert_eq!(status, 200, "{body}");
-    let mut set = KeySet::new();
     let mut kids = Vec::new();
     for jwk in body["keys"].as_array().unwrap() {
-        let kid = jwk["kid"].as_str().unwrap().to_owned();
         let key = PublicJwk::from_json(jwk.to_string().as_bytes()).unwrap();
-        assert_eq!(key.thumbprint(), kid, "kid is the RFC 7638 thumbprint");
-        set.insert(kid.clone(), key.verifying_key().unwrap())
-            .unwrap();
-        kids.push(kid);
+        assert_eq!(
+            jwk["kid"],
+            key.thumbprint(),
+            "kid is the RFC 7638 thumbprint"
+        );
+        kids.push(key.thumbprint());
     }
-    (set, kids)
+    (key_set(&body), kids)
 }
 
 async fn verify(s: &TestServer, token: &str, aud: &str) -> daas_token::VerifiedAccessToken {
@@ -489,5 +489,84 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_keys_survive_a_restart() {
     for token in [&before, &after] {
         verify_access_token(token, &keys, &old_issuer, "svc", now(), 0).unwrap();
     }
+    s.stop().await;
+}
+
+/// A JWK set as a strict key set.
+fn key_set(jwks: &Value) -> KeySet {
+    let mut set = KeySet::new();
+    for jwk in jwks["keys"].as_array().unwrap() {
+        let key = PublicJwk::from_json(jwk.to_string().as_bytes()).unwrap();
+        set.insert(jwk["kid"].as_str().unwrap(), key.verifying_key().unwrap())
+            .unwrap();
+    }
+    set
+}
+
+#[tokio::test]
+async fn the_status_list_marks_revoked_and_replaced_tokens_under_the_status_key() {
+    use std::io::Read as _;
+
+    let s = TestServer::start().await;
+    let app = s.create_app("client").await;
+    let key = SigningKey::generate(Alg::EdDsa).unwrap();
+    let mut jtis = Vec::new();
+    for aud in ["a", "b", "c"] {
+        jtis.push(jti(&get_token(&s, &app, &key, json!({ "aud": aud })).await));
+    }
+    // idx 0 is replaced (by idx 3), idx 2 revoked; 1 and 3 live.
+    let (status, resp) = replace(&s, &key, &jtis[0]).await;
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = s
+        .admin("POST", "/v1/token/revoke", Some(json!({"jti": jtis[2]})))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+
+    let resp = s
+        .client
+        .get(s.url("/v1/token/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/statuslist+jwt");
+    let jwt = resp.text().await.unwrap();
+    let (status, status_jwks) = s.call("GET", "/v1/token/status/jwks", None, None).await;
+    assert_eq!(status, 200, "{status_jwks}");
+    let status_keys = key_set(&status_jwks);
+    let verified = daas_token::Unverified::parse(&jwt)
+        .unwrap()
+        .verify::<serde_json::Map<String, Value>>(&status_keys, Some("statuslist+jwt"))
+        .unwrap();
+    let claims = verified.claims();
+    assert_eq!(claims["sub"], s.url("/v1/token/status").as_str());
+    assert_eq!(claims["ttl"], 60);
+    assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
+    assert_eq!(claims["status_list"]["bits"], 1);
+    let lst = common::unb64(claims["status_list"]["lst"].as_str().unwrap());
+    let mut bits = Vec::new();
+    flate2::read::ZlibDecoder::new(lst.as_slice())
+        .read_to_end(&mut bits)
+        .unwrap();
+    assert_eq!(bits, [0b0000_0101]);
+
+    // The two keys are not interchangeable: the status key verifies no access token and the
+    // issuer keys verify no status list.
+    let (issuer_keys, _) = jwks(&s).await;
+    assert!(
+        daas_token::Unverified::parse(&jwt)
+            .unwrap()
+            .verify::<Value>(&issuer_keys, Some("statuslist+jwt"))
+            .is_err()
+    );
+    let token = get_token(&s, &app, &key, json!({"aud": "d"})).await;
+    assert!(verify_access_token(&token, &status_keys, &s.addr, "d", now(), 0).is_err());
+    let (_, meta) = s
+        .call("GET", "/.well-known/oauth-authorization-server", None, None)
+        .await;
+    assert_eq!(
+        meta["daas_token_status_jwks_uri"],
+        s.url("/v1/token/status/jwks")
+    );
     s.stop().await;
 }
