@@ -494,7 +494,7 @@ pub async fn issue(
                 "token.issue",
                 &record.jti,
                 "ok",
-                &format!("aud {}; ttl {ttl}s; jkt {}", record.audience, record.jkt),
+                &format!("aud {}; ttl {ttl}s", record.audience),
             ),
         )
         .await?;
@@ -598,7 +598,7 @@ pub async fn replace(
                 "token.replace",
                 &old.jti,
                 "ok",
-                &format!("replaced by {}; jkt {}", record.jti, record.jkt),
+                &format!("replaced by {}", record.jti),
             ),
         )
         .await
