@@ -15,6 +15,12 @@ pub enum ApiError {
     DecryptionFailed,
     /// `POST /v1/safe/decrypt` of an object deposited in client mode (decrypt it locally).
     ClientModeObject,
+    /// RFC 9449 §5: the DPoP proof of a token request is missing or invalid (the audit log
+    /// says why).
+    InvalidDpopProof,
+    /// RFC 6749 §5.2: the token to replace is unknown, revoked, bound to another key or at the
+    /// end of its replacement chain (opaque; the audit log says which).
+    InvalidGrant,
     Unauthenticated,
     Forbidden,
     NotFound,
@@ -37,7 +43,9 @@ impl ApiError {
             | Self::UnsupportedVersion
             | Self::InvalidShare
             | Self::DecryptionFailed
-            | Self::ClientModeObject => StatusCode::BAD_REQUEST,
+            | Self::ClientModeObject
+            | Self::InvalidDpopProof
+            | Self::InvalidGrant => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -58,6 +66,8 @@ impl ApiError {
             Self::InvalidShare => "invalid_share",
             Self::DecryptionFailed => "decryption_failed",
             Self::ClientModeObject => "client_mode_object",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::InvalidGrant => "invalid_grant",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
@@ -81,6 +91,8 @@ impl ApiError {
             Self::ClientModeObject => "this object was encrypted in client mode; decrypt it \
                                        locally (daas decrypt --local)"
                 .into(),
+            Self::InvalidDpopProof => "the dpop proof is missing or invalid".into(),
+            Self::InvalidGrant => "the token cannot be replaced".into(),
             Self::Unauthenticated => "missing or invalid credentials".into(),
             Self::Forbidden => "the caller is not allowed to do this".into(),
             Self::NotFound => "not found".into(),

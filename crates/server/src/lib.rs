@@ -53,6 +53,7 @@ mod secrets;
 mod state;
 mod sys;
 pub mod tls;
+mod tokens;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub use error::ApiError;
 pub use router::{ROUTES, router};
 pub use state::{AppState, Engine};
 pub use sys::{OPENAPI, unseal_share_check};
+pub use tokens::TokenConfig;
 
 /// Default request body limit (1 MiB); larger bodies get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -343,6 +345,9 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// The SPIFFE trust domain this server is the authority of (default `daas.local`).
     pub trust_domain: Option<String>,
+    /// The access-token issuer URL, `https://host[:port]` as clients reach the server
+    /// (default: derived from each request's host; see docs/api.md).
+    pub token_issuer: Option<String>,
 }
 
 impl FileConfig {
@@ -359,6 +364,16 @@ impl FileConfig {
                 .map_err(|e| config_err(format!("trust_domain: {e}"))),
             None => Ok(identity::default_trust_domain()),
         }
+    }
+
+    fn token_config(&self) -> Result<TokenConfig, ServerError> {
+        if let Some(issuer) = &self.token_issuer {
+            TokenConfig::validate_issuer(issuer).map_err(config_err)?;
+        }
+        Ok(TokenConfig {
+            issuer: self.token_issuer.clone(),
+            ..TokenConfig::default()
+        })
     }
 
     fn store_url(&self) -> Result<StoreUrl, ServerError> {
@@ -487,6 +502,7 @@ pub async fn run_config(
                 .map_err(config_err)?,
             pending: tokio::sync::Mutex::new(Vec::new()),
             trust_domain: config.trust_domain()?,
+            token_config: config.token_config()?,
             bundle: bundle.clone(),
         },
         config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),

@@ -10,7 +10,7 @@ use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{apps, audit, identity, safe, secrets, sys};
+use crate::{apps, audit, identity, safe, secrets, sys, tokens};
 
 /// Every (method, path) the router serves, in OpenAPI path syntax. `tests/openapi.rs` checks the
 /// OpenAPI document against this table and that each entry is really served.
@@ -48,6 +48,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/identity/node/bundle"),
     ("POST", "/v1/identity/apps"),
     ("POST", "/v1/identity/apps/{app}/instances"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("POST", "/v1/token"),
+    ("POST", "/v1/token/replace"),
+    ("POST", "/v1/token/revoke"),
+    ("POST", "/v1/token/keys/rotate"),
+    ("GET", "/v1/token/status"),
+    ("GET", "/v1/token/status/jwks"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -105,6 +113,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/identity/apps/{app}/instances",
             post(identity::issue_instance_document),
         )
+        .route(tokens::JWKS_PATH, get(tokens::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(tokens::metadata),
+        )
+        .route(tokens::TOKEN_PATH, post(tokens::issue))
+        .route(tokens::REPLACE_PATH, post(tokens::replace))
+        .route("/v1/token/revoke", post(tokens::revoke))
+        .route("/v1/token/keys/rotate", post(tokens::rotate_keys))
+        .route(tokens::STATUS_PATH, get(tokens::status_list))
+        .route(tokens::STATUS_JWKS_PATH, get(tokens::status_jwks))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

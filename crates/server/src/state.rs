@@ -31,6 +31,10 @@ pub struct Engine {
     identity: tokio::sync::OnceCell<crate::identity::Identity>,
     /// The CA certificates the TLS listener checks node client certificates against.
     pub bundle: crate::tls::TrustBundle,
+    /// Issuer and lifetimes of the tokens engine.
+    pub token_config: crate::tokens::TokenConfig,
+    /// The tokens engine's keys and replay cache, loaded from the store on first use.
+    tokens: tokio::sync::OnceCell<crate::tokens::Tokens>,
 }
 
 impl Engine {
@@ -45,7 +49,23 @@ impl Engine {
             trust_domain: crate::identity::default_trust_domain(),
             identity: tokio::sync::OnceCell::new(),
             bundle: crate::tls::TrustBundle::default(),
+            token_config: crate::tokens::TokenConfig::default(),
+            tokens: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The same engine with another tokens configuration (before first use).
+    #[must_use]
+    pub fn with_token_config(mut self, config: crate::tokens::TokenConfig) -> Self {
+        self.token_config = config;
+        self
+    }
+
+    /// The tokens engine, loading (or creating) its keys on first use.
+    pub(crate) async fn tokens(&self) -> Result<&crate::tokens::Tokens, ApiError> {
+        self.tokens
+            .get_or_try_init(|| crate::tokens::Tokens::load(self))
+            .await
     }
 
     /// Share `bundle` with the TLS listener (before first use).
@@ -139,6 +159,8 @@ pub struct SealState {
     pub pending: tokio::sync::Mutex<Vec<ShamirShare>>,
     /// The trust domain of the engine made at unseal.
     pub trust_domain: daas_identity::TrustDomain,
+    /// The tokens configuration of the engine made at unseal.
+    pub token_config: crate::tokens::TokenConfig,
     /// Shared with the TLS listener (node client certificates).
     pub bundle: crate::tls::TrustBundle,
 }

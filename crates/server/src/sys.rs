@@ -194,7 +194,8 @@ pub async fn unseal(
     let store = Store::open(&seal.store_url, keys.clone()).await?;
     let _first = state.0.engine.set(Arc::new(
         Engine::new(store, keys, seal.admin_token_sha256)
-            .with_trust_domain(seal.trust_domain.clone()),
+            .with_trust_domain(seal.trust_domain.clone())
+            .with_token_config(seal.token_config.clone()),
     ));
     tracing::info!("server unsealed");
     Ok(Json(UnsealStatus {

@@ -8,6 +8,8 @@
 //! | `apps`    | app id         | name, token_hash                                      | id, name_hash, created_at |
 //! | `meta`    | key            | value (`key_check`)                                   | key |
 //! | `identity_ca` | `1`        | material                                              | id, updated_at |
+//! | `token_keys` | kid         | material (PKCS#8 private key)                         | kid, purpose, created_at, retired_at |
+//! | `tokens`  | jti            | body (JSON: sub, aud, scope, jkt)                     | jti, status_idx, subject_hash, times, revoked, replaced_by |
 //!
 //! The workload-identity tables `entries`, `join_tokens` and `nodes` hold configuration, not
 //! secrets, and are stored in plain columns; `join_tokens.token_hash` is the lowercase hex of
@@ -38,6 +40,8 @@ const IDENTITY_CA_COLUMN: &str = "material";
 
 /// Lookup domain of secret names (`secrets.name_hash`).
 pub(crate) const SECRET_NAME_DOMAIN: &str = "secret-name";
+/// Lookup domain of token subjects (`tokens.subject_hash`).
+pub(crate) const TOKEN_SUBJECT_DOMAIN: &str = "token-subject";
 /// Lookup domain of app names (`apps.name_hash`).
 pub(crate) const APP_NAME_DOMAIN: &str = "app-name";
 
@@ -471,3 +475,160 @@ pub(crate) fn open_app_document(
         updated_at,
     })
 }
+
+// ---------------------------------------------------------------- tokens
+
+const TOKEN_KEYS: &str = "token_keys";
+const TOKEN_KEY_MATERIAL: &str = "material";
+const TOKENS: &str = "tokens";
+const TOKEN_BODY: &str = "body";
+
+/// A `token_keys` row, sealed.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenKeyRow {
+    pub kid: String,
+    pub purpose: String,
+    pub material: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl TokenKeyRow {
+    pub(crate) fn seal(keys: &StorageKeys, k: &crate::TokenKeyRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            kid: k.kid.clone(),
+            purpose: k.purpose.as_str().to_owned(),
+            material: seal(keys, TOKEN_KEYS, &k.kid, TOKEN_KEY_MATERIAL, &k.pkcs8)?,
+            created_at: k.created_at,
+            retired_at: k.retired_at,
+        })
+    }
+
+    pub(crate) fn open(self, keys: &StorageKeys) -> Result<crate::TokenKeyRecord, StoreError> {
+        let purpose = crate::TokenKeyPurpose::parse(&self.purpose)
+            .ok_or_else(|| integrity(TOKEN_KEYS, "purpose"))?;
+        let mut plain = open(
+            keys,
+            TOKEN_KEYS,
+            &self.kid,
+            TOKEN_KEY_MATERIAL,
+            &self.material,
+        )?;
+        Ok(crate::TokenKeyRecord {
+            kid: self.kid,
+            purpose,
+            pkcs8: Zeroizing::new(std::mem::take(&mut plain.0)),
+            created_at: self.created_at,
+            retired_at: self.retired_at,
+        })
+    }
+}
+
+/// The sealed part of a token record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TokenBody {
+    sub: String,
+    aud: String,
+    scope: Vec<String>,
+    jkt: String,
+}
+
+/// A `tokens` row, sealed.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenRow {
+    pub jti: String,
+    pub status_idx: i64,
+    pub subject_hash: String,
+    pub body: Vec<u8>,
+    pub issued_at: i64,
+    pub chain_started_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+    pub replaced_by: Option<String>,
+}
+
+pub(crate) fn token_subject_hash(keys: &StorageKeys, subject: &str) -> String {
+    keys.lookup(TOKEN_SUBJECT_DOMAIN, subject.as_bytes())
+}
+
+impl TokenRow {
+    pub(crate) fn seal(keys: &StorageKeys, t: &crate::TokenRecord) -> Result<Self, StoreError> {
+        let body = serde_json::to_vec(&TokenBody {
+            sub: t.subject.clone(),
+            aud: t.audience.clone(),
+            scope: t.scope.clone(),
+            jkt: t.jkt.clone(),
+        })
+        .map_err(|_| StoreError::Internal("encoding a token record failed".into()))?;
+        Ok(Self {
+            jti: t.jti.clone(),
+            status_idx: u64_to_db(t.status_idx)?,
+            subject_hash: token_subject_hash(keys, &t.subject),
+            body: seal(keys, TOKENS, &t.jti, TOKEN_BODY, &body)?,
+            issued_at: t.issued_at,
+            chain_started_at: t.chain_started_at,
+            expires_at: t.expires_at,
+            revoked: t.revoked,
+            replaced_by: t.replaced_by.clone(),
+        })
+    }
+
+    pub(crate) fn open(self, keys: &StorageKeys) -> Result<crate::TokenRecord, StoreError> {
+        let plain = open(keys, TOKENS, &self.jti, TOKEN_BODY, &self.body)?;
+        let body: TokenBody =
+            serde_json::from_slice(plain.expose()).map_err(|_| integrity(TOKENS, TOKEN_BODY))?;
+        if token_subject_hash(keys, &body.sub) != self.subject_hash {
+            return Err(integrity(TOKENS, "subject_hash"));
+        }
+        Ok(crate::TokenRecord {
+            jti: self.jti,
+            jkt: body.jkt,
+            subject: body.sub,
+            audience: body.aud,
+            scope: body.scope,
+            issued_at: self.issued_at,
+            chain_started_at: self.chain_started_at,
+            expires_at: self.expires_at,
+            status_idx: u64_from_db(self.status_idx, TOKENS, "status_idx")?,
+            revoked: self.revoked,
+            replaced_by: self.replaced_by,
+        })
+    }
+}
+
+/// Status indexes as read from the database, checked.
+pub(crate) fn status_snapshot(
+    allocated: i64,
+    mut revoked: Vec<i64>,
+) -> Result<crate::TokenStatusSnapshot, StoreError> {
+    revoked.sort_unstable();
+    let allocated = u64_from_db(allocated, "token_status_counter", "next_idx")?;
+    let revoked = revoked
+        .into_iter()
+        .map(|i| u64_from_db(i, TOKENS, "status_idx"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if revoked.last().is_some_and(|&i| i >= allocated) {
+        return Err(integrity(TOKENS, "status_idx"));
+    }
+    Ok(crate::TokenStatusSnapshot { allocated, revoked })
+}
+
+/// [`crate::TokenSelector`] as the backends see it: the subject only as its lookup hash.
+#[derive(Debug, Clone)]
+pub(crate) enum RevokeBy {
+    Jti(String),
+    SubjectHash(String),
+}
+
+impl RevokeBy {
+    pub(crate) fn new(keys: &StorageKeys, selector: crate::TokenSelector<'_>) -> Self {
+        match selector {
+            crate::TokenSelector::Jti(jti) => Self::Jti(jti.to_owned()),
+            crate::TokenSelector::Subject(sub) => Self::SubjectHash(token_subject_hash(keys, sub)),
+        }
+    }
+}
+
+pub(crate) const TOKEN_COLUMNS: &str = "jti, status_idx, subject_hash, body, issued_at, \
+     chain_started_at, expires_at, revoked, replaced_by";
+pub(crate) const TOKEN_KEY_COLUMNS: &str = "kid, purpose, material, created_at, retired_at";

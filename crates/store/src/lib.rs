@@ -12,6 +12,9 @@
 //! - Sealing: which columns are sealed and how is described in `codec`.
 //! - Workload identity: the CA (sealed), registration entries, join tokens (hashes only,
 //!   single use) and attested nodes.
+//! - Proof-of-possession tokens: signing keys (sealed, one active per purpose, rotation by
+//!   compare-and-swap), issued-token records (sealed binding and claims) with status-list
+//!   indexes, replacement and revocation.
 //! - Audit: the canonical entry bytes are [`audit_entry_bytes`]; the chain is described in
 //!   `audit_log`.
 #![forbid(unsafe_code)]
@@ -400,6 +403,118 @@ impl Store {
             Self::Sqlite(s) => s.list_nodes().await,
             Self::Postgres(s) => s.list_nodes().await,
         }
+    }
+
+    // ---- proof-of-possession tokens ----
+    /// Every token signing key (active and retired), ordered by (created_at, kid).
+    pub async fn list_token_keys(&self) -> Result<Vec<TokenKeyRecord>, StoreError> {
+        let rows = match self {
+            Self::Sqlite(s) => s.list_token_keys().await,
+            Self::Postgres(s) => s.list_token_keys().await,
+        }?;
+        rows.into_iter().map(|r| r.open(self.keys())).collect()
+    }
+    /// Store `key` as the active key of its purpose unless that purpose has one already
+    /// (several replicas may start at once): `true` if this call stored it (with its audit
+    /// entry), `false` if another active key exists (nothing written). `key.retired_at` must
+    /// be `None`.
+    pub async fn create_token_key(
+        &self,
+        key: &TokenKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        if key.retired_at.is_some() {
+            return Err(StoreError::Internal(
+                "a new token key cannot be retired".into(),
+            ));
+        }
+        let row = codec::TokenKeyRow::seal(self.keys(), key)?;
+        match self {
+            Self::Sqlite(s) => s.create_token_key(row, audit).await,
+            Self::Postgres(s) => s.create_token_key(row, audit).await,
+        }
+    }
+    /// Compare-and-swap rotation: retire `current_kid` (at `key.created_at`) and make `key` the
+    /// active key of its purpose, in one transaction. `Conflict` (nothing written) unless
+    /// `current_kid` is the purpose's active key, e.g. because another replica rotated first.
+    pub async fn rotate_token_key(
+        &self,
+        current_kid: &str,
+        key: &TokenKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        if key.retired_at.is_some() {
+            return Err(StoreError::Internal(
+                "a new token key cannot be retired".into(),
+            ));
+        }
+        let row = codec::TokenKeyRow::seal(self.keys(), key)?;
+        match self {
+            Self::Sqlite(s) => s.rotate_token_key(current_kid, row, audit).await,
+            Self::Postgres(s) => s.rotate_token_key(current_kid, row, audit).await,
+        }
+    }
+    /// Record an issued token under the next status index, which is returned (indexes start at
+    /// 0 and grow by one per token, never reused). `Conflict` if the jti exists.
+    pub async fn insert_token(
+        &self,
+        token: &TokenRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let row = codec::TokenRow::seal(self.keys(), token)?;
+        let idx = match self {
+            Self::Sqlite(s) => s.insert_token(row, audit).await,
+            Self::Postgres(s) => s.insert_token(row, audit).await,
+        }?;
+        codec::u64_from_db(idx, "token_status_counter", "next_idx")
+    }
+    /// Replace token `old_jti` by `token` atomically: mark the old one revoked and replaced by
+    /// `token.jti`, and insert `token` under the next status index (returned). `Conflict`
+    /// (nothing written) if the old token is absent or already revoked or replaced, so of
+    /// concurrent replacements of one token exactly one succeeds.
+    pub async fn replace_token(
+        &self,
+        old_jti: &str,
+        token: &TokenRecord,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let row = codec::TokenRow::seal(self.keys(), token)?;
+        let idx = match self {
+            Self::Sqlite(s) => s.replace_token(old_jti, row, audit).await,
+            Self::Postgres(s) => s.replace_token(old_jti, row, audit).await,
+        }?;
+        codec::u64_from_db(idx, "token_status_counter", "next_idx")
+    }
+    /// `NotFound` if no token has this jti.
+    pub async fn get_token(&self, jti: &str) -> Result<TokenRecord, StoreError> {
+        let row = match self {
+            Self::Sqlite(s) => s.get_token(jti).await,
+            Self::Postgres(s) => s.get_token(jti).await,
+        }?;
+        row.open(self.keys())
+    }
+    /// Revoke the selected tokens; returns how many were revoked by this call (already revoked
+    /// ones are not counted). `NotFound` (nothing written, not even the audit entry) if no
+    /// token matches.
+    pub async fn revoke_tokens(
+        &self,
+        selector: TokenSelector<'_>,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let by = codec::RevokeBy::new(self.keys(), selector);
+        match self {
+            Self::Sqlite(s) => s.revoke_tokens(by, audit).await,
+            Self::Postgres(s) => s.revoke_tokens(by, audit).await,
+        }
+    }
+    /// The status indexes allocated so far and which of them are revoked (replaced tokens
+    /// included), read in one snapshot: what a Token Status List is built from.
+    pub async fn revoked_status_indexes(&self) -> Result<TokenStatusSnapshot, StoreError> {
+        let (allocated, revoked) = match self {
+            Self::Sqlite(s) => s.token_status().await,
+            Self::Postgres(s) => s.token_status().await,
+        }?;
+        codec::status_snapshot(allocated, revoked)
     }
 
     // ---- audit ----

@@ -161,3 +161,105 @@ pub enum JoinTokenUse {
     /// The token existed but had expired; it has been deleted.
     Expired,
 }
+
+// ---------------------------------------------------------------- proof-of-possession tokens
+
+/// What a token signing key is for. Each purpose has at most one active key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKeyPurpose {
+    /// Signs access tokens; published in the JWKS.
+    Issuer,
+    /// Signs Token Status Lists and status staples; never signs access tokens.
+    Status,
+}
+
+impl TokenKeyPurpose {
+    /// The stored (plain) spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer",
+            Self::Status => "status",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "issuer" => Some(Self::Issuer),
+            "status" => Some(Self::Status),
+            _ => None,
+        }
+    }
+}
+
+/// A token signing key. The private key is sealed at rest (AAD `token_keys`, kid, `material`);
+/// `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKeyRecord {
+    /// The key's RFC 7638 thumbprint (chosen by the caller; unique).
+    pub kid: String,
+    pub purpose: TokenKeyPurpose,
+    /// PKCS#8 DER of the private key, zeroized on drop.
+    pub pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds at which a newer key replaced it; `None` while it is the active key.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for TokenKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeyRecord")
+            .field("kid", &self.kid)
+            .field("purpose", &self.purpose)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An issued access token (never the token itself). Subject, audience, scope and key binding
+/// are sealed at rest (AAD `tokens`, jti, `body`); the subject is also kept as a keyed lookup
+/// hash so that all of a subject's tokens can be revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token's `jti` (unique).
+    pub jti: String,
+    /// `cnf.jkt`: the thumbprint of the key the token is bound to.
+    pub jkt: String,
+    pub subject: String,
+    pub audience: String,
+    /// Scope tokens (possibly none).
+    pub scope: Vec<String>,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds: when the first token of this replacement chain was issued (equal to
+    /// `issued_at` for a token that replaces nothing); caps the chain's total lifetime.
+    pub chain_started_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The token's index in the status list. Assigned by the store when the record is
+    /// inserted (the value passed in is ignored).
+    pub status_idx: u64,
+    /// Revoked, or replaced (a replaced token is revoked too: one token of a chain lives).
+    pub revoked: bool,
+    /// The `jti` of the token that replaced this one.
+    pub replaced_by: Option<String>,
+}
+
+/// Which tokens [`crate::Store::revoke_tokens`] revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSelector<'a> {
+    /// The token with this `jti`.
+    Jti(&'a str),
+    /// Every token of this subject.
+    Subject(&'a str),
+}
+
+/// The revocation state of every status index allocated so far: indexes `0..allocated`,
+/// of which `revoked` (ascending) are revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenStatusSnapshot {
+    pub allocated: u64,
+    pub revoked: Vec<u64>,
+}

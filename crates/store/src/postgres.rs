@@ -24,7 +24,10 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use zeroize::Zeroizing;
 
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
-use crate::codec::{self, AppRow, ObjectRow, SecretRow};
+use crate::codec::{
+    self, AppRow, ObjectRow, RevokeBy, SecretRow, TOKEN_COLUMNS, TOKEN_KEY_COLUMNS, TokenKeyRow,
+    TokenRow,
+};
 use crate::{
     AppDocumentRecord, AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord,
     JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectRecord, SecretRecord, SecretSummary,
@@ -143,6 +146,95 @@ fn app_row(r: &Row) -> Result<AppRow, StoreError> {
         token_hash: r.try_get(3).db()?,
         created_at: r.try_get(4).db()?,
     })
+}
+
+fn token_key_row(r: &Row) -> Result<TokenKeyRow, StoreError> {
+    Ok(TokenKeyRow {
+        kid: r.try_get(0).db()?,
+        purpose: r.try_get(1).db()?,
+        material: r.try_get(2).db()?,
+        created_at: r.try_get(3).db()?,
+        retired_at: r.try_get(4).db()?,
+    })
+}
+
+/// Insert a token key; with `unless_active`, nothing (0) when its purpose has an active key.
+async fn insert_token_key(
+    tx: &Tx<'_>,
+    row: &TokenKeyRow,
+    unless_active: bool,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "INSERT INTO token_keys ({TOKEN_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5){}",
+        if unless_active {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        }
+    );
+    let stmt = tx.prepare_cached(&sql).await.db()?;
+    tx.execute(
+        &stmt,
+        &[
+            &row.kid,
+            &row.purpose,
+            &row.material,
+            &row.created_at,
+            &row.retired_at,
+        ],
+    )
+    .await
+    .db()
+}
+
+fn token_row(r: &Row) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        jti: r.try_get(0).db()?,
+        status_idx: r.try_get(1).db()?,
+        subject_hash: r.try_get(2).db()?,
+        body: r.try_get(3).db()?,
+        issued_at: r.try_get(4).db()?,
+        chain_started_at: r.try_get(5).db()?,
+        expires_at: r.try_get(6).db()?,
+        revoked: r.try_get(7).db()?,
+        replaced_by: r.try_get(8).db()?,
+    })
+}
+
+/// Take the next status index (the counter row is locked until commit, so indexes are handed
+/// out in commit order across replicas) and insert `row` under it; returns the index.
+async fn insert_token_row(tx: &Tx<'_>, mut row: TokenRow) -> Result<i64, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE token_status_counter SET next_idx = next_idx + 1 WHERE id = 1
+             RETURNING next_idx - 1",
+        )
+        .await
+        .db()?;
+    row.status_idx = tx.query_one(&stmt, &[]).await.db()?.try_get(0).db()?;
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .await
+        .db()?;
+    tx.execute(
+        &stmt,
+        &[
+            &row.jti,
+            &row.status_idx,
+            &row.subject_hash,
+            &row.body,
+            &row.issued_at,
+            &row.chain_started_at,
+            &row.expires_at,
+            &row.revoked,
+            &row.replaced_by,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(row.status_idx)
 }
 
 const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, body, created_at";
@@ -994,6 +1086,176 @@ impl PgStore {
         let mut out = rows.iter().map(node_row).collect::<Result<Vec<_>, _>>()?;
         codec::sort_nodes(&mut out);
         Ok(out)
+    }
+
+    pub(crate) async fn list_token_keys(&self) -> Result<Vec<TokenKeyRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_KEY_COLUMNS} FROM token_keys ORDER BY created_at, kid"
+            ))
+            .await
+            .db()?;
+        let rows = client.query(&stmt, &[]).await.db()?;
+        rows.iter().map(token_key_row).collect()
+    }
+
+    pub(crate) async fn create_token_key(
+        &self,
+        row: TokenKeyRow,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        // The partial unique index allows one active key per purpose: the first wins.
+        let inserted = insert_token_key(&tx, &row, true).await? == 1;
+        if inserted {
+            append(&tx, self.keys(), audit).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(inserted)
+    }
+
+    pub(crate) async fn rotate_token_key(
+        &self,
+        current_kid: &str,
+        row: TokenKeyRow,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE token_keys SET retired_at = $1
+                 WHERE kid = $2 AND purpose = $3 AND retired_at IS NULL",
+            )
+            .await
+            .db()?;
+        let retired = tx
+            .execute(&stmt, &[&row.created_at, &current_kid, &row.purpose])
+            .await
+            .db()?;
+        if retired != 1 {
+            return Err(StoreError::Conflict);
+        }
+        insert_token_key(&tx, &row, false).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()
+    }
+
+    pub(crate) async fn insert_token(
+        &self,
+        row: TokenRow,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let idx = insert_token_row(&tx, row).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()?;
+        Ok(idx)
+    }
+
+    pub(crate) async fn replace_token(
+        &self,
+        old_jti: &str,
+        row: TokenRow,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        // The row lock makes concurrent replacements of one token queue here; the later one
+        // re-checks `revoked` after the first commits and finds nothing to replace.
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE tokens SET revoked = TRUE, replaced_by = $1
+                 WHERE jti = $2 AND NOT revoked",
+            )
+            .await
+            .db()?;
+        if tx.execute(&stmt, &[&row.jti, &old_jti]).await.db()? != 1 {
+            return Err(StoreError::Conflict);
+        }
+        let idx = insert_token_row(&tx, row).await?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()?;
+        Ok(idx)
+    }
+
+    pub(crate) async fn get_token(&self, jti: &str) -> Result<TokenRow, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE jti = $1"
+            ))
+            .await
+            .db()?;
+        let row = client
+            .query_opt(&stmt, &[&jti])
+            .await
+            .db()?
+            .ok_or(StoreError::NotFound)?;
+        token_row(&row)
+    }
+
+    pub(crate) async fn revoke_tokens(
+        &self,
+        by: RevokeBy,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let (column, value) = match &by {
+            RevokeBy::Jti(jti) => ("jti", jti),
+            RevokeBy::SubjectHash(hash) => ("subject_hash", hash),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let stmt = tx
+            .prepare_cached(&format!("SELECT 1 FROM tokens WHERE {column} = $1 LIMIT 1"))
+            .await
+            .db()?;
+        if tx.query_opt(&stmt, &[value]).await.db()?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let stmt = tx
+            .prepare_cached(&format!(
+                "UPDATE tokens SET revoked = TRUE WHERE {column} = $1 AND NOT revoked"
+            ))
+            .await
+            .db()?;
+        let n = tx.execute(&stmt, &[value]).await.db()?;
+        append(&tx, self.keys(), audit).await?;
+        tx.commit().await.db()?;
+        Ok(n)
+    }
+
+    pub(crate) async fn token_status(&self) -> Result<(i64, Vec<i64>), StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot for the counter and the revoked set.
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .db()?;
+        let stmt = tx
+            .prepare_cached("SELECT next_idx FROM token_status_counter WHERE id = 1")
+            .await
+            .db()?;
+        let allocated: i64 = tx.query_one(&stmt, &[]).await.db()?.try_get(0).db()?;
+        let stmt = tx
+            .prepare_cached("SELECT status_idx FROM tokens WHERE revoked")
+            .await
+            .db()?;
+        let revoked = tx
+            .query(&stmt, &[])
+            .await
+            .db()?
+            .iter()
+            .map(|r| r.try_get(0).db())
+            .collect::<Result<Vec<i64>, _>>()?;
+        tx.commit().await.db()?;
+        Ok((allocated, revoked))
     }
 
     pub(crate) async fn append_audit(&self, audit: &AuditEvent) -> Result<u64, StoreError> {

@@ -201,6 +201,67 @@ CREATE TABLE app_documents (
 );
 ",
     },
+    // Proof-of-possession tokens: signing keys (sealed private keys; one active key per
+    // purpose, enforced by a partial unique index), issued-token records (binding, subject,
+    // audience and scope sealed; the subject also as a lookup hash for revocation) and the
+    // one-row counter that hands out status-list indexes.
+    Migration {
+        version: 4,
+        sqlite: "
+CREATE TABLE token_keys (
+    kid        TEXT PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    material   BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER
+) STRICT;
+CREATE UNIQUE INDEX token_keys_one_active ON token_keys (purpose) WHERE retired_at IS NULL;
+CREATE TABLE tokens (
+    jti              TEXT PRIMARY KEY,
+    status_idx       INTEGER NOT NULL UNIQUE,
+    subject_hash     TEXT NOT NULL,
+    body             BLOB NOT NULL,
+    issued_at        INTEGER NOT NULL,
+    chain_started_at INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    revoked          INTEGER NOT NULL,
+    replaced_by      TEXT
+) STRICT;
+CREATE INDEX tokens_subject_hash ON tokens (subject_hash);
+CREATE TABLE token_status_counter (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    next_idx INTEGER NOT NULL
+) STRICT;
+INSERT INTO token_status_counter (id, next_idx) VALUES (1, 0);
+",
+        postgres: "
+CREATE TABLE token_keys (
+    kid        TEXT PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    material   BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT
+);
+CREATE UNIQUE INDEX token_keys_one_active ON token_keys (purpose) WHERE retired_at IS NULL;
+CREATE TABLE tokens (
+    jti              TEXT PRIMARY KEY,
+    status_idx       BIGINT NOT NULL UNIQUE,
+    subject_hash     TEXT NOT NULL,
+    body             BYTEA NOT NULL,
+    issued_at        BIGINT NOT NULL,
+    chain_started_at BIGINT NOT NULL,
+    expires_at       BIGINT NOT NULL,
+    revoked          BOOLEAN NOT NULL,
+    replaced_by      TEXT
+);
+CREATE INDEX tokens_subject_hash ON tokens (subject_hash);
+CREATE TABLE token_status_counter (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    next_idx BIGINT NOT NULL
+);
+INSERT INTO token_status_counter (id, next_idx) VALUES (1, 0);
+",
+    },
 ];
 
 /// The newest version this build knows.

@@ -50,7 +50,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::audit_log::{Chain, HeadRow, RawEntry, Verifier, to_db_seq};
-use crate::codec::{self, AppRow, ObjectRow, SecretRow};
+use crate::codec::{
+    self, AppRow, ObjectRow, RevokeBy, SecretRow, TOKEN_COLUMNS, TOKEN_KEY_COLUMNS, TokenKeyRow,
+    TokenRow,
+};
 use crate::{
     AppDocumentRecord, AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord,
     JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectRecord, SecretRecord, SecretSummary,
@@ -637,6 +640,85 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
         token_hash: r.get(3)?,
         created_at: r.get(4)?,
     })
+}
+
+fn token_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenKeyRow> {
+    Ok(TokenKeyRow {
+        kid: r.get(0)?,
+        purpose: r.get(1)?,
+        material: r.get(2)?,
+        created_at: r.get(3)?,
+        retired_at: r.get(4)?,
+    })
+}
+
+/// Insert a token key; with `unless_active`, nothing (0) when its purpose has an active key.
+fn insert_token_key(
+    conn: &Connection,
+    row: &TokenKeyRow,
+    unless_active: bool,
+) -> Result<usize, StoreError> {
+    let sql = format!(
+        "INSERT INTO token_keys ({TOKEN_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5){}",
+        if unless_active {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        }
+    );
+    conn.prepare_cached(&sql)
+        .db()?
+        .execute(params![
+            row.kid,
+            row.purpose,
+            row.material,
+            row.created_at,
+            row.retired_at
+        ])
+        .db()
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        jti: r.get(0)?,
+        status_idx: r.get(1)?,
+        subject_hash: r.get(2)?,
+        body: r.get(3)?,
+        issued_at: r.get(4)?,
+        chain_started_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked: r.get(7)?,
+        replaced_by: r.get(8)?,
+    })
+}
+
+/// Take the next status index and insert `row` under it; returns the index.
+fn insert_token_row(conn: &Connection, mut row: TokenRow) -> Result<i64, StoreError> {
+    row.status_idx = conn
+        .prepare_cached(
+            "UPDATE token_status_counter SET next_idx = next_idx + 1 WHERE id = 1
+             RETURNING next_idx - 1",
+        )
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .db()?
+    .execute(params![
+        row.jti,
+        row.status_idx,
+        row.subject_hash,
+        row.body,
+        row.issued_at,
+        row.chain_started_at,
+        row.expires_at,
+        row.revoked,
+        row.replaced_by
+    ])
+    .db()?;
+    Ok(row.status_idx)
 }
 
 const ENTRY_COLUMNS: &str = "id, spiffe_id, parent_id, body, created_at";
@@ -1406,6 +1488,176 @@ impl SqliteStore {
                 .db()?;
             codec::sort_nodes(&mut out);
             Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn list_token_keys(&self) -> Result<Vec<TokenKeyRow>, StoreError> {
+        self.read(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_KEY_COLUMNS} FROM token_keys ORDER BY created_at, kid"
+                ))
+                .db()?;
+            let rows = stmt.query_map([], token_key_row).db()?;
+            rows.map(Db::db).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn create_token_key(
+        &self,
+        row: TokenKeyRow,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            // The partial unique index allows one active key per purpose: the first wins.
+            let inserted = insert_token_key(ctx.conn, &row, true)? == 1;
+            if inserted {
+                ctx.audit(&audit)?;
+            }
+            Ok(inserted)
+        })
+        .await
+    }
+
+    pub(crate) async fn rotate_token_key(
+        &self,
+        current_kid: &str,
+        row: TokenKeyRow,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let current_kid = current_kid.to_owned();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let retired = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE token_keys SET retired_at = ?1
+                     WHERE kid = ?2 AND purpose = ?3 AND retired_at IS NULL",
+                )
+                .db()?
+                .execute(params![row.created_at, current_kid, row.purpose])
+                .db()?;
+            if retired != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_token_key(ctx.conn, &row, false)?;
+            ctx.audit(&audit)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn insert_token(
+        &self,
+        row: TokenRow,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let idx = insert_token_row(ctx.conn, row)?;
+            ctx.audit(&audit)?;
+            Ok(idx)
+        })
+        .await
+    }
+
+    pub(crate) async fn replace_token(
+        &self,
+        old_jti: &str,
+        row: TokenRow,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let old_jti = old_jti.to_owned();
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let replaced = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE tokens SET revoked = 1, replaced_by = ?1
+                     WHERE jti = ?2 AND revoked = 0",
+                )
+                .db()?
+                .execute(params![row.jti, old_jti])
+                .db()?;
+            if replaced != 1 {
+                return Err(StoreError::Conflict);
+            }
+            let idx = insert_token_row(ctx.conn, row)?;
+            ctx.audit(&audit)?;
+            Ok(idx)
+        })
+        .await
+    }
+
+    pub(crate) async fn get_token(&self, jti: &str) -> Result<TokenRow, StoreError> {
+        let jti = jti.to_owned();
+        self.read(move |conn, _| {
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE jti = ?1"
+            ))
+            .db()?
+            .query_row([&jti], token_row)
+            .optional()
+            .db()?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke_tokens(
+        &self,
+        by: RevokeBy,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let audit = audit.clone();
+        self.write(move |ctx| {
+            let (column, value) = match &by {
+                RevokeBy::Jti(jti) => ("jti", jti),
+                RevokeBy::SubjectHash(hash) => ("subject_hash", hash),
+            };
+            let exists = ctx
+                .conn
+                .prepare_cached(&format!("SELECT 1 FROM tokens WHERE {column} = ?1"))
+                .db()?
+                .exists([value])
+                .db()?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            let n = ctx
+                .conn
+                .prepare_cached(&format!(
+                    "UPDATE tokens SET revoked = 1 WHERE {column} = ?1 AND revoked = 0"
+                ))
+                .db()?
+                .execute([value])
+                .db()?;
+            ctx.audit(&audit)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub(crate) async fn token_status(&self) -> Result<(i64, Vec<i64>), StoreError> {
+        // One read transaction: the counter and the revoked set are one snapshot.
+        self.read(|conn, _| {
+            let tx = conn.unchecked_transaction().db()?;
+            let allocated: i64 = tx
+                .prepare_cached("SELECT next_idx FROM token_status_counter WHERE id = 1")
+                .db()?
+                .query_row([], |r| r.get(0))
+                .db()?;
+            let revoked = tx
+                .prepare_cached("SELECT status_idx FROM tokens WHERE revoked = 1")
+                .db()?
+                .query_map([], |r| r.get(0))
+                .db()?
+                .map(Db::db)
+                .collect::<Result<Vec<i64>, _>>()?;
+            Ok((allocated, revoked))
         })
         .await
     }

@@ -120,20 +120,14 @@ impl VerifiedAccessToken {
     }
 }
 
-/// Signs `claims` as an access token with `key`, under `kid` (its name in verifiers' key sets).
+/// Checks that `claims` could verify: what [`issue_access_token`] checks before signing, for an
+/// issuer that must validate a request before it records and signs the token.
 ///
 /// # Errors
-/// [`KeyError::InvalidClaims`] for claims no verifier would accept (an empty `iss`, `sub`,
-/// `jti` or audience, a malformed scope token or `jkt`, `exp <= iat`);
-/// [`KeyError::InvalidKid`]; the errors of [`jws::sign`].
-pub fn issue_access_token(
-    key: &SigningKey,
-    kid: &str,
-    claims: &AccessTokenClaims,
-) -> Result<String, KeyError> {
-    if kid.is_empty() || kid.len() > crate::jwk::MAX_KID_LEN {
-        return Err(KeyError::InvalidKid);
-    }
+/// [`KeyError::InvalidClaims`] for an empty or over-long `iss`, `sub`, `jti`, audience,
+/// `client_id` or status `uri`, a malformed scope token, a scope over [`MAX_CLAIM_LEN`], a
+/// malformed `jkt` or `exp <= iat`.
+pub fn check_access_token_claims(claims: &AccessTokenClaims) -> Result<(), KeyError> {
     for (value, what) in [
         (&claims.iss, "iss is empty or too long"),
         (&claims.sub, "sub is empty or too long"),
@@ -167,6 +161,27 @@ pub fn issue_access_token(
     {
         return Err(KeyError::InvalidClaims("client_id is empty or too long"));
     }
+    if claims.scope.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_CLAIM_LEN + 1 {
+        return Err(KeyError::InvalidClaims("scope is too long"));
+    }
+    Ok(())
+}
+
+/// Signs `claims` as an access token with `key`, under `kid` (its name in verifiers' key sets).
+///
+/// # Errors
+/// [`KeyError::InvalidClaims`] for claims no verifier would accept (an empty `iss`, `sub`,
+/// `jti` or audience, a malformed scope token or `jkt`, `exp <= iat`);
+/// [`KeyError::InvalidKid`]; the errors of [`jws::sign`].
+pub fn issue_access_token(
+    key: &SigningKey,
+    kid: &str,
+    claims: &AccessTokenClaims,
+) -> Result<String, KeyError> {
+    if kid.is_empty() || kid.len() > crate::jwk::MAX_KID_LEN {
+        return Err(KeyError::InvalidKid);
+    }
+    check_access_token_claims(claims)?;
 
     let mut map = Map::new();
     map.insert("iss".into(), claims.iss.clone().into());
@@ -185,11 +200,7 @@ pub fn issue_access_token(
     map.insert("iat".into(), claims.iat.into());
     map.insert("jti".into(), claims.jti.clone().into());
     if !claims.scope.is_empty() {
-        let scope = claims.scope.join(" ");
-        if scope.len() > MAX_CLAIM_LEN {
-            return Err(KeyError::InvalidClaims("scope is too long"));
-        }
-        map.insert("scope".into(), scope.into());
+        map.insert("scope".into(), claims.scope.join(" ").into());
     }
     map.insert("cnf".into(), serde_json::json!({ "jkt": claims.jkt }));
     if let Some(status) = &claims.status {

@@ -45,8 +45,8 @@ pub mod status;
 
 pub use access::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, DpopPolicy, DpopRequest, StatusListRef,
-    VerifiedAccessToken, issue_access_token, verify_access_token, verify_dpop_request,
-    verify_dpop_request_pending,
+    VerifiedAccessToken, check_access_token_claims, issue_access_token, verify_access_token,
+    verify_dpop_request, verify_dpop_request_pending,
 };
 pub use dpop::{
     PROOF_TYP, ProofPolicy, ProofRequest, VerifiedProof, access_token_hash, build_proof,

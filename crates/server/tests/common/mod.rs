@@ -122,9 +122,18 @@ impl TestServer {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
+        // Bodies of another declared type (e.g. `application/statuslist+jwt`) come back as a
+        // JSON string; anything else must be JSON.
+        let other_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| !t.starts_with("application/json"));
         let text = resp.text().await.unwrap();
         let json = if text.is_empty() {
             Value::Null
+        } else if other_type {
+            Value::String(text)
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-json body: {text}"))
         };
@@ -165,6 +174,19 @@ impl TestServer {
             Some(json!({"ciphertext": ciphertext, "share": share})),
         )
         .await
+    }
+
+    /// The audit entries of `action` (the first 1000 entries of the log), oldest first.
+    pub async fn audit_entries(&self, action: &str) -> Vec<Value> {
+        let (status, body) = self.admin("GET", "/v1/audit?limit=1000", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
     }
 
     pub async fn create_app(&self, name: &str) -> String {

@@ -12,6 +12,7 @@ use daas_crypto::{Key256, ObjectId};
 use daas_store::{
     AppDocumentRecord, AppRecord, AuditEvent, EntryRecord, JoinTokenRecord, JoinTokenUse,
     NodeRecord, ObjectMode, ObjectRecord, SecretRecord, Store, StoreError, StoreUrl,
+    TokenKeyPurpose, TokenKeyRecord, TokenRecord, TokenSelector, TokenStatusSnapshot,
 };
 
 /// What the suite needs from a backend besides the store: raw access for tampering and dumps.
@@ -70,6 +71,10 @@ macro_rules! store_suite {
             join_token_lifecycle,
             join_token_node_conflict_keeps_token,
             join_token_concurrent_consumers,
+            token_keys_one_active_per_purpose_and_rotation,
+            tokens_issue_replace_revoke_and_status,
+            token_replacement_races_have_one_winner,
+            token_records_and_keys_are_sealed,
         );
 
         /// Not a test on its own: the child process of `crash_durability` (no-op otherwise).
@@ -91,6 +96,9 @@ macro_rules! store_suite {
 }
 
 // ---------------------------------------------------------------- fixtures
+
+/// The newest schema version (migration 4: tokens).
+const LATEST_SCHEMA: i64 = 4;
 
 pub(crate) fn keys(n: u8) -> StorageKeys {
     StorageKeys::derive(&Key256::from_bytes([n; 32]))
@@ -204,10 +212,13 @@ pub(crate) async fn migrations_are_idempotent(b: &impl Backend) {
     for _ in 0..2 {
         drop(reopen(b, keys(1)).await.unwrap());
     }
-    assert_eq!(b.query_i64("SELECT COUNT(*) FROM schema_version").await, 2);
+    assert_eq!(
+        b.query_i64("SELECT COUNT(*) FROM schema_version").await,
+        LATEST_SCHEMA
+    );
     assert_eq!(
         b.query_i64("SELECT MAX(version) FROM schema_version").await,
-        2
+        LATEST_SCHEMA
     );
     assert_eq!(b.query_i64("SELECT COUNT(*) FROM audit_head").await, 1);
     assert_eq!(b.query_i64("SELECT COUNT(*) FROM meta").await, 1);
@@ -1167,8 +1178,10 @@ pub(crate) async fn migration_2_upgrades_a_version_1_database(b: &impl Backend) 
         .unwrap();
     // Turn the database back into a version-1 one.
     b.exec(
-        "DROP TABLE identity_ca; DROP TABLE entries; DROP TABLE join_tokens; DROP TABLE nodes;
-         DELETE FROM schema_version WHERE version = 2",
+        "DROP TABLE token_keys; DROP TABLE tokens; DROP TABLE token_status_counter;
+         DROP TABLE app_documents;
+         DROP TABLE identity_ca; DROP TABLE entries; DROP TABLE join_tokens; DROP TABLE nodes;
+         DELETE FROM schema_version WHERE version >= 2",
     )
     .await;
     assert_eq!(
@@ -1178,7 +1191,7 @@ pub(crate) async fn migration_2_upgrades_a_version_1_database(b: &impl Backend) 
     let store = reopen(b, keys(1)).await.unwrap();
     assert_eq!(
         b.query_i64("SELECT MAX(version) FROM schema_version").await,
-        2
+        LATEST_SCHEMA
     );
     assert_eq!(store.get_object(&id(1)).await.unwrap(), object(1));
     assert!(store.get_identity_ca().await.unwrap().is_none());
@@ -1653,4 +1666,286 @@ pub(crate) async fn join_token_concurrent_consumers(b: &impl Backend) {
     );
     // TOKENS + 1 creations and as many successful consumptions.
     assert_chain_ok(store, 2 * (u64::from(TOKENS) + 1)).await;
+}
+
+// ---------------------------------------------------------------- tokens
+
+const TOKEN_KEY_MATERIAL: &[u8] = b"pkcs8 private key bytes of the issuer, never in a dump";
+const TOKEN_SUBJECT: &str = "spiffe://example.org/never-in-a-dump";
+const TOKEN_JKT: &str = "jktjktjktjktjktjktjktjktjktjktjktjktjktjkt_";
+
+fn token_key(kid: &str, purpose: TokenKeyPurpose, created_at: i64) -> TokenKeyRecord {
+    TokenKeyRecord {
+        kid: kid.into(),
+        purpose,
+        pkcs8: zeroize::Zeroizing::new(format!("{kid} material").into_bytes()),
+        created_at,
+        retired_at: None,
+    }
+}
+
+fn token_record(jti: &str, subject: &str) -> TokenRecord {
+    TokenRecord {
+        jti: jti.into(),
+        jkt: format!("jkt-of-{jti}"),
+        subject: subject.into(),
+        audience: "https://api.example".into(),
+        scope: vec!["read".into(), "write".into()],
+        issued_at: 1_700_000_000,
+        chain_started_at: 1_700_000_000,
+        expires_at: 1_700_086_400,
+        status_idx: 999,
+        revoked: false,
+        replaced_by: None,
+    }
+}
+
+pub(crate) async fn token_keys_one_active_per_purpose_and_rotation(b: &impl Backend) {
+    let store = b.store();
+    assert!(store.list_token_keys().await.unwrap().is_empty());
+    let issuer = token_key("k1", TokenKeyPurpose::Issuer, 10);
+    assert!(
+        store
+            .create_token_key(&issuer, &ev("token.key.create", "k1"))
+            .await
+            .unwrap()
+    );
+    // A second replica generating its own key at the same time loses and writes nothing.
+    let other = token_key("k2", TokenKeyPurpose::Issuer, 11);
+    assert!(
+        !store
+            .create_token_key(&other, &ev("token.key.create", "k2"))
+            .await
+            .unwrap()
+    );
+    // The status key is independent of the issuer key.
+    let status = token_key("s1", TokenKeyPurpose::Status, 12);
+    assert!(
+        store
+            .create_token_key(&status, &ev("token.key.create", "s1"))
+            .await
+            .unwrap()
+    );
+    // Rotation is a compare-and-swap on the active kid.
+    let next = token_key("k3", TokenKeyPurpose::Issuer, 20);
+    for stale in ["k2", "s1", "nope"] {
+        assert!(matches!(
+            store
+                .rotate_token_key(stale, &next, &ev("token.key.rotate", "k3"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
+    store
+        .rotate_token_key("k1", &next, &ev("token.key.rotate", "k3"))
+        .await
+        .unwrap();
+    // A retired key cannot be rotated again (a replica that missed the rotation).
+    let late = token_key("k4", TokenKeyPurpose::Issuer, 21);
+    assert!(matches!(
+        store
+            .rotate_token_key("k1", &late, &ev("token.key.rotate", "k4"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let keys = store.list_token_keys().await.unwrap();
+    let summary: Vec<(&str, TokenKeyPurpose, Option<i64>)> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.purpose, k.retired_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("k1", TokenKeyPurpose::Issuer, Some(20)),
+            ("s1", TokenKeyPurpose::Status, None),
+            ("k3", TokenKeyPurpose::Issuer, None),
+        ]
+    );
+    assert_eq!(keys[0].pkcs8.as_slice(), issuer.pkcs8.as_slice());
+    assert_eq!(keys[2], next);
+    assert!(!format!("{:?}", keys[0]).contains("material"));
+    assert_chain_ok(store, 3).await;
+}
+
+pub(crate) async fn tokens_issue_replace_revoke_and_status(b: &impl Backend) {
+    let store = b.store();
+    assert_eq!(
+        store.revoked_status_indexes().await.unwrap(),
+        TokenStatusSnapshot::default()
+    );
+    // Indexes are handed out in order, whatever the record says.
+    for (n, jti) in ["a", "b", "c"].into_iter().enumerate() {
+        let subject = if jti == "c" { "other" } else { "alice" };
+        let idx = store
+            .insert_token(&token_record(jti, subject), &ev("token.issue", jti))
+            .await
+            .unwrap();
+        assert_eq!(idx, n as u64);
+    }
+    assert!(matches!(
+        store
+            .insert_token(&token_record("a", "alice"), &ev("token.issue", "a"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let a = store.get_token("a").await.unwrap();
+    assert_eq!(
+        a,
+        TokenRecord {
+            status_idx: 0,
+            ..token_record("a", "alice")
+        }
+    );
+    assert!(matches!(
+        store.get_token("zz").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Replacement: the old token is revoked and points to the new one.
+    let a2 = TokenRecord {
+        issued_at: 1_700_100_000,
+        expires_at: 1_700_200_000,
+        ..token_record("a2", "alice")
+    };
+    assert_eq!(
+        store
+            .replace_token("a", &a2, &ev("token.replace", "a"))
+            .await
+            .unwrap(),
+        3
+    );
+    let old = store.get_token("a").await.unwrap();
+    assert!(old.revoked);
+    assert_eq!(old.replaced_by.as_deref(), Some("a2"));
+    assert_eq!(store.get_token("a2").await.unwrap().status_idx, 3);
+    // The old one cannot be replaced again, nor can an unknown one; nothing is written.
+    for old_jti in ["a", "unknown"] {
+        let again = TokenRecord {
+            ..token_record("a3", "alice")
+        };
+        assert!(matches!(
+            store
+                .replace_token(old_jti, &again, &ev("token.replace", old_jti))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
+    assert!(matches!(
+        store.get_token("a3").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Revocation by subject counts only what it revoked; unknown selectors are NotFound.
+    assert_eq!(
+        store
+            .revoke_tokens(
+                TokenSelector::Subject("alice"),
+                &ev("token.revoke", "alice")
+            )
+            .await
+            .unwrap(),
+        2,
+        "b and a2 (a was already revoked)"
+    );
+    assert_eq!(
+        store
+            .revoke_tokens(TokenSelector::Jti("b"), &ev("token.revoke", "b"))
+            .await
+            .unwrap(),
+        0
+    );
+    for selector in [TokenSelector::Jti("zz"), TokenSelector::Subject("nobody")] {
+        assert!(matches!(
+            store
+                .revoke_tokens(selector, &ev("token.revoke", "zz"))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert_eq!(
+        store.revoked_status_indexes().await.unwrap(),
+        TokenStatusSnapshot {
+            allocated: 4,
+            revoked: vec![0, 1, 3],
+        }
+    );
+    // 3 issues, 1 replacement, 2 revocations (one of which revoked nothing new).
+    assert_chain_ok(store, 6).await;
+}
+
+pub(crate) async fn token_replacement_races_have_one_winner(b: &impl Backend) {
+    let store = b.store();
+    store
+        .insert_token(&token_record("root", "alice"), &ev("token.issue", "root"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let new = token_record(&format!("new-{n}"), "alice");
+            store
+                .replace_token("root", &new, &ev("token.replace", "root"))
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let snapshot = store.revoked_status_indexes().await.unwrap();
+    assert_eq!(snapshot.allocated, 2, "losers allocate no index");
+    assert_eq!(snapshot.revoked, [0]);
+    assert_chain_ok(store, 2).await;
+}
+
+pub(crate) async fn token_records_and_keys_are_sealed(b: &impl Backend) {
+    let store = b.store();
+    let key = TokenKeyRecord {
+        pkcs8: zeroize::Zeroizing::new(TOKEN_KEY_MATERIAL.to_vec()),
+        ..token_key("kid-1", TokenKeyPurpose::Issuer, 1)
+    };
+    assert!(
+        store
+            .create_token_key(&key, &ev("token.key.create", "kid-1"))
+            .await
+            .unwrap()
+    );
+    let token = TokenRecord {
+        jkt: TOKEN_JKT.into(),
+        ..token_record("jti-1", TOKEN_SUBJECT)
+    };
+    store
+        .insert_token(&token, &ev("token.issue", "jti-1"))
+        .await
+        .unwrap();
+    let dump = b.dump().await;
+    assert_absent(&dump, "token signing key", TOKEN_KEY_MATERIAL);
+    assert_absent(&dump, "token subject", TOKEN_SUBJECT.as_bytes());
+    assert_absent(&dump, "token binding", TOKEN_JKT.as_bytes());
+    assert_absent(&dump, "token audience", b"https://api.example");
+
+    // A sealed body moved to another row does not open.
+    store
+        .insert_token(&token_record("jti-2", "bob"), &ev("token.issue", "jti-2"))
+        .await
+        .unwrap();
+    b.exec("UPDATE tokens SET body = (SELECT body FROM tokens WHERE jti = 'jti-1') WHERE jti = 'jti-2'")
+        .await;
+    assert!(matches!(
+        store.get_token("jti-2").await,
+        Err(StoreError::Integrity { .. })
+    ));
+    // So does a subject hash edited to move a token to another subject.
+    b.exec("UPDATE tokens SET subject_hash = 'x' WHERE jti = 'jti-1'")
+        .await;
+    assert!(matches!(
+        store.get_token("jti-1").await,
+        Err(StoreError::Integrity { .. })
+    ));
 }

@@ -1,0 +1,863 @@
+//! The `tokens` engine (DESIGN.md §5, issue #4): DPoP-bound access tokens.
+//!
+//! * Keys: an Ed25519 issuer key and a separate Ed25519 status key, generated on first use and
+//!   stored sealed (`token_keys`); `kid` is the key's RFC 7638 thumbprint. Rotation retires the
+//!   active key by compare-and-swap; retired issuer keys stay in the JWKS for the overlap window
+//!   so that tokens they signed keep verifying.
+//! * `POST /v1/token`: an authenticated caller (admin or app token) with a DPoP proof for
+//!   `POST <issuer>/v1/token` gets an `at+jwt` bound to the proof key (`cnf.jkt`).
+//! * `POST /v1/token/replace`: no credential but a proof by the bound key; replaces a token
+//!   (lost or expired) by a new one with the same binding and claims, within a total lifetime
+//!   cap counted from the first token of the chain.
+//! * `POST /v1/token/revoke` (admin): revokes by `jti` or subject.
+//!
+//! The issuer URL is `token_issuer` from the configuration, or else `https://<host>` where
+//! `<host>` is the authority the client addressed (HTTP/2 `:authority`, else `Host`),
+//! normalised. The token endpoints' `htu` is compared against that issuer + the endpoint path.
+//! A client therefore cannot make us accept a proof made for another URL, but it chooses the
+//! `iss` of a Host-derived issuer: production servers should configure `token_issuer`.
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use daas_store::{TokenKeyPurpose, TokenKeyRecord, TokenRecord, TokenSelector};
+use daas_token::{
+    AccessTokenClaims, Alg, DpopError, MemoryReplayCache, ProofPolicy, ProofRequest, SigningKey,
+    StatusListRef, VerifiedProof,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::apps::admin_only;
+use crate::auth::{Caller, audit_credential_failure};
+use crate::error::{ApiError, internal};
+use crate::extract::{ApiJson, b64u, now_ms};
+use crate::state::{AppState, Engine, event};
+
+/// The token endpoint's path.
+pub const TOKEN_PATH: &str = "/v1/token";
+/// The replacement endpoint's path.
+pub const REPLACE_PATH: &str = "/v1/token/replace";
+/// Where the Token Status List is published.
+pub const STATUS_PATH: &str = "/v1/token/status";
+/// Where the status key is published.
+pub const STATUS_JWKS_PATH: &str = "/v1/token/status/jwks";
+/// The JWKS path.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// Proofs remembered at once by the server's replay cache (peak proofs/s × the 60 s window).
+const REPLAY_CAPACITY: usize = 1 << 20;
+const DAY_SECS: u64 = 24 * 3600;
+
+/// Lifetimes of the tokens engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// The issuer URL (`https://host[:port]`, no path); `None`: derived from each request's
+    /// authority.
+    pub issuer: Option<String>,
+    /// Lifetime of a token whose request names none.
+    pub default_ttl_secs: u64,
+    /// Longest lifetime of one token.
+    pub max_ttl_secs: u64,
+    /// Longest total lifetime of a replacement chain, from its first token's issue.
+    pub max_chain_secs: u64,
+    /// How long a retired issuer key stays published after a rotation. At least
+    /// `max_ttl_secs`, so every token a key signed can be verified until it expires.
+    pub key_overlap_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            default_ttl_secs: DAY_SECS,
+            max_ttl_secs: 30 * DAY_SECS,
+            max_chain_secs: 90 * DAY_SECS,
+            key_overlap_secs: 30 * DAY_SECS,
+        }
+    }
+}
+
+impl TokenConfig {
+    /// Checks a configured issuer: an `https` URL with a host, no path, query or fragment, in
+    /// normal form (so `iss` and `htu` are compared as clients will spell them).
+    pub fn validate_issuer(issuer: &str) -> Result<(), String> {
+        let normal = daas_token::normalize_htu(&format!("{issuer}/"))
+            .map_err(|e| format!("token_issuer: {}", e.0))?;
+        let has_path = issuer
+            .strip_prefix("https://")
+            .is_none_or(|rest| rest.contains('/'));
+        if has_path || normal != format!("{issuer}/") {
+            return Err(
+                "token_issuer must be https://host[:port] in lowercase, without path or default port"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+fn secs(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------- keys
+
+/// An active signing key and its `kid`.
+#[derive(Debug)]
+struct ActiveKey {
+    kid: String,
+    key: SigningKey,
+}
+
+/// The keys in use, rebuilt from the store after a change.
+#[derive(Debug)]
+struct KeyState {
+    issuer: ActiveKey,
+    status: ActiveKey,
+    /// The published issuer keys (active and within the overlap), as served.
+    jwks: Value,
+    /// The status key, published apart from the issuer keys (it must never verify a token).
+    status_jwks: Value,
+}
+
+fn key_error(e: &daas_token::KeyError) -> ApiError {
+    internal(format!("token key: {e}"))
+}
+
+fn new_key(purpose: TokenKeyPurpose, now: i64) -> Result<TokenKeyRecord, ApiError> {
+    let key = SigningKey::generate(Alg::EdDsa).map_err(|e| key_error(&e))?;
+    Ok(TokenKeyRecord {
+        kid: key.public_jwk().thumbprint(),
+        purpose,
+        pkcs8: key.to_pkcs8().map_err(|e| key_error(&e))?,
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+/// Loads a stored key, checking that its `kid` is its thumbprint (an edited row is refused).
+fn load_key(record: &TokenKeyRecord) -> Result<SigningKey, ApiError> {
+    let key = SigningKey::from_pkcs8(Alg::EdDsa, &record.pkcs8).map_err(|e| key_error(&e))?;
+    if !key.public_jwk().thumbprint_matches(&record.kid) {
+        return Err(internal("a stored token key does not match its kid"));
+    }
+    Ok(key)
+}
+
+/// Whether an issuer key is published at `now`: active, or retired less than `overlap` ago.
+fn is_published(record: &TokenKeyRecord, now: i64, overlap_secs: u64) -> bool {
+    record
+        .retired_at
+        .is_none_or(|retired| retired.saturating_add(secs(overlap_secs)) > now)
+}
+
+fn jwk_entry(kid: &str, key: &SigningKey) -> Result<Value, ApiError> {
+    let mut jwk: serde_json::Map<String, Value> =
+        serde_json::from_str(&key.public_jwk().to_json()).map_err(internal)?;
+    jwk.insert("kid".into(), kid.into());
+    jwk.insert("alg".into(), key.alg().as_str().into());
+    jwk.insert("use".into(), "sig".into());
+    Ok(Value::Object(jwk))
+}
+
+fn active(records: &[TokenKeyRecord], purpose: TokenKeyPurpose) -> Option<&TokenKeyRecord> {
+    records
+        .iter()
+        .find(|k| k.purpose == purpose && k.retired_at.is_none())
+}
+
+fn key_state(
+    records: &[TokenKeyRecord],
+    now: i64,
+    config: &TokenConfig,
+) -> Result<KeyState, ApiError> {
+    let activate = |purpose| -> Result<ActiveKey, ApiError> {
+        let record = active(records, purpose)
+            .ok_or_else(|| internal(format!("no active {} key", purpose.as_str())))?;
+        Ok(ActiveKey {
+            kid: record.kid.clone(),
+            key: load_key(record)?,
+        })
+    };
+    let mut keys = Vec::new();
+    for record in records.iter().filter(|k| {
+        k.purpose == TokenKeyPurpose::Issuer && is_published(k, now, config.key_overlap_secs)
+    }) {
+        keys.push(jwk_entry(&record.kid, &load_key(record)?)?);
+    }
+    let status = activate(TokenKeyPurpose::Status)?;
+    Ok(KeyState {
+        issuer: activate(TokenKeyPurpose::Issuer)?,
+        status_jwks: json!({ "keys": [jwk_entry(&status.kid, &status.key)?] }),
+        status,
+        jwks: json!({ "keys": keys }),
+    })
+}
+
+/// The loaded tokens engine.
+#[derive(Debug)]
+pub struct Tokens {
+    keys: RwLock<Arc<KeyState>>,
+    /// Proof `jti`s seen in their window (this process only; see docs/tokens.md).
+    replay: MemoryReplayCache,
+}
+
+impl Tokens {
+    /// Load the keys, creating the issuer and status keys if the store has none.
+    pub(crate) async fn load(engine: &Engine) -> Result<Self, ApiError> {
+        let now = now_secs();
+        let mut records = engine.store.list_token_keys().await?;
+        let mut created = false;
+        for purpose in [TokenKeyPurpose::Issuer, TokenKeyPurpose::Status] {
+            if active(&records, purpose).is_none() {
+                let key = new_key(purpose, now)?;
+                // Several replicas may start at once: the first stored key wins.
+                engine
+                    .store
+                    .create_token_key(
+                        &key,
+                        &event(
+                            "server",
+                            "token.key.create",
+                            &key.kid,
+                            "ok",
+                            purpose.as_str(),
+                        ),
+                    )
+                    .await?;
+                created = true;
+            }
+        }
+        if created {
+            records = engine.store.list_token_keys().await?;
+        }
+        Ok(Self {
+            keys: RwLock::new(Arc::new(key_state(&records, now, &engine.token_config)?)),
+            replay: MemoryReplayCache::new(REPLAY_CAPACITY),
+        })
+    }
+
+    fn keys(&self) -> Arc<KeyState> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Rotate the key of `purpose`: a new key becomes active, the old one is retired (and, for
+    /// the issuer, stays published for the overlap window). Returns (new kid, retired kid).
+    pub(crate) async fn rotate(
+        &self,
+        engine: &Engine,
+        purpose: TokenKeyPurpose,
+        actor: &str,
+    ) -> Result<(String, String), ApiError> {
+        let now = now_secs();
+        let state = self.keys();
+        let current = match purpose {
+            TokenKeyPurpose::Issuer => &state.issuer.kid,
+            TokenKeyPurpose::Status => &state.status.kid,
+        };
+        let key = new_key(purpose, now)?;
+        let rotated = engine
+            .store
+            .rotate_token_key(
+                current,
+                &key,
+                &event(
+                    actor,
+                    "token.key.rotate",
+                    &key.kid,
+                    "ok",
+                    &format!("{} key; retired {current}", purpose.as_str()),
+                ),
+            )
+            .await;
+        // Whatever happened, continue with what is stored (another replica may have rotated).
+        let records = engine.store.list_token_keys().await?;
+        let fresh = Arc::new(key_state(&records, now, &engine.token_config)?);
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        match rotated {
+            Ok(()) => Ok((key.kid, current.clone())),
+            Err(daas_store::StoreError::Conflict) => Err(ApiError::ConflictBecause(
+                "the key was rotated concurrently; the newer key is in use".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sign `claims` with the active issuer key.
+    fn sign(&self, claims: &AccessTokenClaims) -> Result<String, ApiError> {
+        let state = self.keys();
+        daas_token::issue_access_token(&state.issuer.key, &state.issuer.kid, claims)
+            .map_err(|e| key_error(&e))
+    }
+}
+
+// ---------------------------------------------------------------- request origin
+
+/// The issuer this request is answered as: the configured one, or `https://<authority>`.
+#[derive(Debug, Clone)]
+pub(crate) struct Issuer(pub String);
+
+impl Issuer {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl FromRequestParts<AppState> for Issuer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let engine = state.engine()?;
+        if let Some(issuer) = &engine.token_config.issuer {
+            return Ok(Self(issuer.clone()));
+        }
+        let authority = match parts.uri.authority() {
+            Some(authority) => authority.as_str().to_owned(),
+            None => parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .ok_or_else(|| ApiError::Malformed("the request names no host".into()))?
+                .to_owned(),
+        };
+        let normal = daas_token::normalize_htu(&format!("https://{authority}/"))
+            .map_err(|_| ApiError::Malformed("the request's host is not a valid host".into()))?;
+        Ok(Self(normal.trim_end_matches('/').to_owned()))
+    }
+}
+
+// ---------------------------------------------------------------- proofs
+
+/// Verify the request's DPoP proof for `POST <url>` (no access token, no nonce yet) and record
+/// it in the replay cache.
+fn check_proof(
+    tokens: &Tokens,
+    headers: &HeaderMap,
+    url: &str,
+) -> Result<VerifiedProof, DpopError> {
+    let values: Vec<&str> = headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    let now = now_secs();
+    daas_token::verify_proof(
+        &values,
+        &ProofRequest {
+            method: "POST",
+            uri: url,
+            access_token: None,
+        },
+        &ProofPolicy::default(),
+        None,
+        now,
+    )
+    .and_then(|pending| pending.check(&tokens.replay, now))
+}
+
+/// The answer to a rejected proof: 503 when the replay cache cannot answer (fail closed), else
+/// `invalid_dpop_proof` (RFC 9449 §5).
+fn proof_error(e: &DpopError) -> ApiError {
+    match e.error_code() {
+        daas_token::ErrorCode::ServerError => ApiError::Unavailable,
+        _ => ApiError::InvalidDpopProof,
+    }
+}
+
+// ---------------------------------------------------------------- issue
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssueRequest {
+    aud: String,
+    scope: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+/// RFC 6749 §5.1. Holds the token: no `Debug`.
+#[derive(Serialize)]
+pub(crate) struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+}
+
+fn random_jti() -> Result<String, ApiError> {
+    let bytes: [u8; 16] = daas_crypto::random::bytes().map_err(internal)?;
+    Ok(b64u(&bytes))
+}
+
+fn parse_scope(scope: Option<&str>) -> Vec<String> {
+    scope
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(' ').map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The claims of a token for `record`, to be checked before the record is stored.
+fn claims_for(issuer: &Issuer, record: &TokenRecord) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: issuer.0.clone(),
+        sub: record.subject.clone(),
+        aud: vec![record.audience.clone()],
+        exp: record.expires_at,
+        nbf: None,
+        iat: record.issued_at,
+        jti: record.jti.clone(),
+        scope: record.scope.clone(),
+        jkt: record.jkt.clone(),
+        status: Some(StatusListRef {
+            idx: record.status_idx,
+            uri: issuer.url(STATUS_PATH),
+        }),
+        client_id: Some(record.subject.clone()),
+    }
+}
+
+fn token_response(token: String, record: &TokenRecord) -> Json<TokenResponse> {
+    Json(TokenResponse {
+        access_token: token,
+        token_type: "DPoP",
+        expires_in: u64::try_from(record.expires_at - record.issued_at).unwrap_or(0),
+        scope: (!record.scope.is_empty()).then(|| record.scope.join(" ")),
+    })
+}
+
+/// `POST /v1/token`.
+pub async fn issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    issuer: Issuer,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<IssueRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    let config = &engine.token_config;
+    let proof = match check_proof(tokens, &headers, &issuer.url(TOKEN_PATH)) {
+        Ok(proof) => proof,
+        Err(e) => {
+            engine
+                .audit_failure(
+                    &caller.name,
+                    "token.issue",
+                    &req.aud,
+                    "denied",
+                    &e.to_string(),
+                )
+                .await;
+            return Err(proof_error(&e));
+        }
+    };
+    let ttl = req.ttl_secs.unwrap_or(config.default_ttl_secs);
+    if ttl == 0 || ttl > config.max_ttl_secs {
+        return Err(ApiError::Malformed(format!(
+            "ttl_secs must be between 1 and {}",
+            config.max_ttl_secs
+        )));
+    }
+    let now = now_secs();
+    let mut record = TokenRecord {
+        jti: random_jti()?,
+        jkt: proof.jkt().to_owned(),
+        subject: caller.name.clone(),
+        audience: req.aud,
+        scope: parse_scope(req.scope.as_deref()),
+        issued_at: now,
+        chain_started_at: now,
+        expires_at: now.saturating_add(secs(ttl)),
+        status_idx: 0,
+        revoked: false,
+        replaced_by: None,
+    };
+    daas_token::check_access_token_claims(&claims_for(&issuer, &record)).map_err(|e| match e {
+        daas_token::KeyError::InvalidClaims(why) => ApiError::Malformed(why.into()),
+        other => key_error(&other),
+    })?;
+    record.status_idx = engine
+        .store
+        .insert_token(
+            &record,
+            &event(
+                &caller.name,
+                "token.issue",
+                &record.jti,
+                "ok",
+                &format!("aud {}; ttl {ttl}s", record.audience),
+            ),
+        )
+        .await?;
+    let token = tokens.sign(&claims_for(&issuer, &record))?;
+    Ok(token_response(token, &record))
+}
+
+// ---------------------------------------------------------------- replace
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplaceRequest {
+    jti: String,
+}
+
+/// Why a replacement is refused (audit only; the client sees `invalid_grant`).
+fn replacement_refusal(
+    record: &TokenRecord,
+    proof: &VerifiedProof,
+    now: i64,
+    config: &TokenConfig,
+) -> Option<&'static str> {
+    if !proof.jwk().thumbprint_matches(&record.jkt) {
+        return Some("the proof key is not the key the token is bound to");
+    }
+    if record.revoked {
+        return Some(if record.replaced_by.is_some() {
+            "the token was already replaced"
+        } else {
+            "the token was revoked"
+        });
+    }
+    if record
+        .chain_started_at
+        .saturating_add(secs(config.max_chain_secs))
+        <= now
+    {
+        return Some("the replacement chain reached its total lifetime cap");
+    }
+    None
+}
+
+/// `POST /v1/token/replace`: no bearer credential; the proof shows possession of the key the
+/// token named by `jti` is bound to.
+pub async fn replace(
+    State(state): State<AppState>,
+    issuer: Issuer,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ReplaceRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    let config = &engine.token_config;
+    let target = if req.jti.len() <= daas_token::access::MAX_CLAIM_LEN {
+        req.jti.as_str()
+    } else {
+        "<oversize jti>"
+    };
+    let proof = match check_proof(tokens, &headers, &issuer.url(REPLACE_PATH)) {
+        Ok(proof) => proof,
+        Err(e) => {
+            audit_credential_failure(&engine, "token.replace", target, &e.to_string()).await;
+            return Err(proof_error(&e));
+        }
+    };
+    let now = now_secs();
+    let old = match engine.store.get_token(target).await {
+        Ok(record) => record,
+        Err(daas_store::StoreError::NotFound) => {
+            audit_credential_failure(&engine, "token.replace", target, "no token has this jti")
+                .await;
+            return Err(ApiError::InvalidGrant);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(reason) = replacement_refusal(&old, &proof, now, config) {
+        audit_credential_failure(&engine, "token.replace", target, reason).await;
+        return Err(ApiError::InvalidGrant);
+    }
+    // The same lifetime as the lost token, cut at the chain's cap.
+    let cap = old
+        .chain_started_at
+        .saturating_add(secs(config.max_chain_secs));
+    let ttl = old.expires_at.saturating_sub(old.issued_at).max(1);
+    let mut record = TokenRecord {
+        jti: random_jti()?,
+        issued_at: now,
+        expires_at: now.saturating_add(ttl).min(cap),
+        status_idx: 0,
+        revoked: false,
+        replaced_by: None,
+        ..old.clone()
+    };
+    record.status_idx = match engine
+        .store
+        .replace_token(
+            &old.jti,
+            &record,
+            &event(
+                &old.subject,
+                "token.replace",
+                &old.jti,
+                "ok",
+                &format!("replaced by {}", record.jti),
+            ),
+        )
+        .await
+    {
+        Ok(idx) => idx,
+        Err(daas_store::StoreError::Conflict) => {
+            audit_credential_failure(
+                &engine,
+                "token.replace",
+                target,
+                "the token was replaced concurrently",
+            )
+            .await;
+            return Err(ApiError::InvalidGrant);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token = tokens.sign(&claims_for(&issuer, &record))?;
+    Ok(token_response(token, &record))
+}
+
+// ---------------------------------------------------------------- revoke
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeRequest {
+    jti: Option<String>,
+    subject: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RevokeResponse {
+    revoked: u64,
+}
+
+/// `POST /v1/token/revoke` (admin): `{"jti"}` or `{"subject"}`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let (selector, target) = match (&req.jti, &req.subject) {
+        (Some(jti), None) if !jti.is_empty() => (TokenSelector::Jti(jti), jti.clone()),
+        (None, Some(sub)) if !sub.is_empty() => {
+            (TokenSelector::Subject(sub), format!("subject {sub}"))
+        }
+        _ => {
+            return Err(ApiError::Malformed(
+                "give exactly one of jti and subject, non-empty".into(),
+            ));
+        }
+    };
+    let revoked = engine
+        .store
+        .revoke_tokens(
+            selector,
+            &event(&caller.name, "token.revoke", &target, "ok", ""),
+        )
+        .await?;
+    Ok(Json(RevokeResponse { revoked }))
+}
+
+// ---------------------------------------------------------------- keys and metadata
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateRequest {
+    /// `issuer` (default) or `status`.
+    purpose: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RotateResponse {
+    kid: String,
+    retired: String,
+}
+
+/// `POST /v1/token/keys/rotate` (admin).
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RotateRequest>,
+) -> Result<Json<RotateResponse>, ApiError> {
+    let engine = state.engine()?;
+    admin_only(&caller)?;
+    let purpose = match req.purpose.as_deref() {
+        None | Some("issuer") => TokenKeyPurpose::Issuer,
+        Some("status") => TokenKeyPurpose::Status,
+        Some(_) => {
+            return Err(ApiError::Malformed(
+                "purpose must be issuer or status".into(),
+            ));
+        }
+    };
+    let tokens = engine.tokens().await?;
+    let (kid, retired) = tokens.rotate(&engine, purpose, &caller.name).await?;
+    Ok(Json(RotateResponse { kid, retired }))
+}
+
+/// `GET /.well-known/jwks.json` (no auth): the issuer keys, active and within the overlap.
+pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    Ok(Json(tokens.keys().jwks.clone()))
+}
+
+// ---------------------------------------------------------------- status list
+
+/// The `typ` of a Token Status List token (draft-ietf-oauth-status-list §5.1).
+pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
+/// The status list's `ttl`: how long a relying party may cache it (seconds).
+const STATUS_LIST_TTL_SECS: i64 = 60;
+/// The status list's `exp`, after `iat` (seconds).
+const STATUS_LIST_EXP_SECS: i64 = 600;
+
+/// The status bitstring of `snapshot`: one bit per allocated index, index `i` in byte `i / 8`
+/// at bit `i % 8` counted from the least significant bit (the draft's §4.1 order); `1` =
+/// revoked (`INVALID`), `0` = valid. At least one byte.
+pub(crate) fn status_bits(snapshot: &daas_store::TokenStatusSnapshot) -> Vec<u8> {
+    let len = usize::try_from(snapshot.allocated.div_ceil(8)).unwrap_or(usize::MAX);
+    let mut bits = vec![0u8; len.max(1)];
+    for &idx in &snapshot.revoked {
+        if let Some(byte) = usize::try_from(idx / 8).ok().and_then(|i| bits.get_mut(i)) {
+            *byte |= 1 << (idx % 8);
+        }
+    }
+    bits
+}
+
+fn zlib(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).map_err(internal)?;
+    encoder.finish().map_err(internal)
+}
+
+/// `GET /v1/token/status` (no auth): the Token Status List in JWT form, signed by the status
+/// key (`typ: statuslist+jwt`, `sub` = this URI, `iat`, `exp`, `ttl`,
+/// `status_list: {bits: 1, lst}`), built from the store on every request.
+pub async fn status_list(
+    State(state): State<AppState>,
+    issuer: Issuer,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    let snapshot = engine.store.revoked_status_indexes().await?;
+    let now = now_secs();
+    let claims = json!({
+        "sub": issuer.url(STATUS_PATH),
+        "iat": now,
+        "exp": now.saturating_add(STATUS_LIST_EXP_SECS),
+        "ttl": STATUS_LIST_TTL_SECS,
+        "status_list": { "bits": 1, "lst": b64u(&zlib(&status_bits(&snapshot))?) },
+    });
+    let keys = tokens.keys();
+    let jwt = daas_token::sign(
+        &daas_token::HeaderFields {
+            kid: Some(&keys.status.kid),
+            typ: Some(STATUS_LIST_TYP),
+            embed_jwk: false,
+        },
+        &claims,
+        &keys.status.key,
+    )
+    .map_err(|e| key_error(&e))?;
+    Ok(([(header::CONTENT_TYPE, "application/statuslist+jwt")], jwt))
+}
+
+/// `GET /v1/token/status/jwks` (no auth): the status key that signs the status list.
+pub async fn status_jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let tokens = engine.tokens().await?;
+    Ok(Json(tokens.keys().status_jwks.clone()))
+}
+
+/// `GET /.well-known/oauth-authorization-server` (no auth): RFC 8414 metadata.
+pub async fn metadata(issuer: Issuer) -> Json<Value> {
+    Json(json!({
+        "issuer": issuer.0,
+        "token_endpoint": issuer.url(TOKEN_PATH),
+        "jwks_uri": issuer.url(JWKS_PATH),
+        "response_types_supported": [],
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["daas_bearer"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "daas_token_replace_endpoint": issuer.url(REPLACE_PATH),
+        "daas_token_status_list_uri": issuer.url(STATUS_PATH),
+        "daas_token_status_jwks_uri": issuer.url(STATUS_JWKS_PATH),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(retired_at: Option<i64>) -> TokenKeyRecord {
+        TokenKeyRecord {
+            kid: "k".into(),
+            purpose: TokenKeyPurpose::Issuer,
+            pkcs8: zeroize::Zeroizing::new(Vec::new()),
+            created_at: 0,
+            retired_at,
+        }
+    }
+
+    #[test]
+    fn retired_keys_are_published_for_the_overlap_only() {
+        assert!(is_published(&record(None), 1_000_000, 10));
+        assert!(is_published(&record(Some(100)), 109, 10));
+        assert!(!is_published(&record(Some(100)), 110, 10));
+    }
+
+    #[test]
+    fn configured_issuers_must_be_normal_https_origins() {
+        for ok in [
+            "https://daas.example",
+            "https://daas.example:8443",
+            "https://10.0.0.1",
+        ] {
+            assert_eq!(TokenConfig::validate_issuer(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://daas.example",
+            "https://DAAS.example",
+            "https://daas.example/",
+            "https://daas.example/x",
+            "https://daas.example:443",
+            "https://user@daas.example",
+            "daas.example",
+            "",
+        ] {
+            assert!(TokenConfig::validate_issuer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_bits_are_lsb_first_one_bit_per_index() {
+        let bits = |allocated, revoked: &[u64]| {
+            status_bits(&daas_store::TokenStatusSnapshot {
+                allocated,
+                revoked: revoked.to_vec(),
+            })
+        };
+        assert_eq!(bits(0, &[]), [0]);
+        assert_eq!(bits(8, &[]), [0]);
+        assert_eq!(bits(9, &[0, 3, 8]), [0b0000_1001, 0b0000_0001]);
+        assert_eq!(bits(16, &[7, 15]), [0x80, 0x80]);
+        // An index past the allocation (never stored so) is ignored rather than panicking.
+        assert_eq!(bits(1, &[100]), [0]);
+    }
+
+    #[test]
+    fn scopes_split_on_single_spaces() {
+        assert!(parse_scope(None).is_empty());
+        assert!(parse_scope(Some("")).is_empty());
+        assert_eq!(parse_scope(Some("a b")), ["a", "b"]);
+        // Double spaces give an empty scope token, which the claims check refuses.
+        assert_eq!(parse_scope(Some("a  b")), ["a", "", "b"]);
+    }
+}
