@@ -709,32 +709,23 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 // ---------------------------------------------------------------- status list
 
-/// The `typ` of a Token Status List token (draft-ietf-oauth-status-list §5.1).
-pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
 /// The status list's `ttl`: how long a relying party may cache it (seconds).
-const STATUS_LIST_TTL_SECS: i64 = 60;
+const STATUS_LIST_TTL_SECS: u64 = 60;
 /// The status list's `exp`, after `iat` (seconds).
 const STATUS_LIST_EXP_SECS: i64 = 600;
 
-/// The status bitstring of `snapshot`: one bit per allocated index, index `i` in byte `i / 8`
-/// at bit `i % 8` counted from the least significant bit (the draft's §4.1 order); `1` =
-/// revoked (`INVALID`), `0` = valid. At least one byte.
-pub(crate) fn status_bits(snapshot: &daas_store::TokenStatusSnapshot) -> Vec<u8> {
-    let len = usize::try_from(snapshot.allocated.div_ceil(8)).unwrap_or(usize::MAX);
-    let mut bits = vec![0u8; len.max(1)];
-    for &idx in &snapshot.revoked {
-        if let Some(byte) = usize::try_from(idx / 8).ok().and_then(|i| bits.get_mut(i)) {
-            *byte |= 1 << (idx % 8);
-        }
+/// The status list of `snapshot`: one bit per allocated index (the draft's §4.1 order, least
+/// significant bit first); revoked or replaced = `INVALID`, else `VALID`. At least one entry.
+pub(crate) fn status_list_of(
+    snapshot: &daas_store::TokenStatusSnapshot,
+) -> Result<daas_token::status::StatusList, ApiError> {
+    use daas_token::status::{Bits, StatusList, TokenStatus};
+    let mut list = StatusList::new(Bits::One, snapshot.allocated.max(1)).map_err(internal)?;
+    // An index past the allocation is never stored so; skip it rather than fail the list.
+    for &idx in snapshot.revoked.iter().filter(|&&i| i < snapshot.allocated) {
+        list.set(idx, TokenStatus::Invalid).map_err(internal)?;
     }
-    bits
-}
-
-fn zlib(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
-    use std::io::Write as _;
-    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(bytes).map_err(internal)?;
-    encoder.finish().map_err(internal)
+    Ok(list)
 }
 
 /// `GET /v1/token/status` (no auth): the Token Status List in JWT form, signed by the status
@@ -748,22 +739,15 @@ pub async fn status_list(
     let tokens = engine.tokens().await?;
     let snapshot = engine.store.revoked_status_indexes().await?;
     let now = now_secs();
-    let claims = json!({
-        "sub": issuer.url(STATUS_PATH),
-        "iat": now,
-        "exp": now.saturating_add(STATUS_LIST_EXP_SECS),
-        "ttl": STATUS_LIST_TTL_SECS,
-        "status_list": { "bits": 1, "lst": b64u(&zlib(&status_bits(&snapshot))?) },
-    });
     let keys = tokens.keys();
-    let jwt = daas_token::sign(
-        &daas_token::HeaderFields {
-            kid: Some(&keys.status.kid),
-            typ: Some(STATUS_LIST_TYP),
-            embed_jwk: false,
-        },
-        &claims,
+    let jwt = daas_token::status::sign_status_list(
         &keys.status.key,
+        &keys.status.kid,
+        &issuer.url(STATUS_PATH),
+        now,
+        Some(now.saturating_add(STATUS_LIST_EXP_SECS)),
+        Some(STATUS_LIST_TTL_SECS),
+        &status_list_of(&snapshot)?,
     )
     .map_err(|e| key_error(&e))?;
     Ok(([(header::CONTENT_TYPE, "application/statuslist+jwt")], jwt))
@@ -839,16 +823,19 @@ mod tests {
     #[test]
     fn status_bits_are_lsb_first_one_bit_per_index() {
         let bits = |allocated, revoked: &[u64]| {
-            status_bits(&daas_store::TokenStatusSnapshot {
+            status_list_of(&daas_store::TokenStatusSnapshot {
                 allocated,
                 revoked: revoked.to_vec(),
             })
+            .unwrap()
+            .as_bytes()
+            .to_vec()
         };
         assert_eq!(bits(0, &[]), [0]);
         assert_eq!(bits(8, &[]), [0]);
         assert_eq!(bits(9, &[0, 3, 8]), [0b0000_1001, 0b0000_0001]);
         assert_eq!(bits(16, &[7, 15]), [0x80, 0x80]);
-        // An index past the allocation (never stored so) is ignored rather than panicking.
+        // An index past the allocation (never stored so) is ignored rather than failing.
         assert_eq!(bits(1, &[100]), [0]);
     }
 

@@ -549,6 +549,26 @@ async fn the_status_list_marks_revoked_and_replaced_tokens_under_the_status_key(
         .read_to_end(&mut bits)
         .unwrap();
     assert_eq!(bits, [0b0000_0101]);
+    // The verifier of crates/token (what crates/resource uses) reads the same statuses.
+    let list = daas_token::status::verify_status_list(
+        &jwt,
+        &status_keys,
+        s.url("/v1/token/status").as_str(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(list.ttl(), Some(60));
+    use daas_token::status::TokenStatus;
+    let statuses: Vec<TokenStatus> = (0..4).map(|i| list.status_of(i).unwrap()).collect();
+    assert_eq!(
+        statuses,
+        [
+            TokenStatus::Invalid,
+            TokenStatus::Valid,
+            TokenStatus::Invalid,
+            TokenStatus::Valid
+        ]
+    );
 
     // The two keys are not interchangeable: the status key verifies no access token and the
     // issuer keys verify no status list.
