@@ -332,3 +332,14 @@ impl RoleConfig {
         self.allow_anonymous
     }
 }
+
+/// Which key exchange groups TLS may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyExchange {
+    /// X25519MLKEM768 only: a peer without it cannot connect.
+    #[default]
+    HybridOnly,
+    /// X25519MLKEM768 first; classical X25519 only if the peer does not offer the hybrid group
+    /// at all (opt-in per configuration, never an automatic fallback).
+    HybridThenClassical,
+}

@@ -22,6 +22,7 @@
 pub mod config;
 mod error;
 pub mod exchange;
+pub mod file;
 pub mod labels;
 mod name;
 pub mod ratelimit;
@@ -32,19 +33,20 @@ pub mod window;
 pub mod wire;
 
 pub use config::{
-    CertificateRole, Role, RoleConfig, RoleKey, RoleKeyAlgorithm, RolePassword, RoleSecret,
+    CertificateRole, KeyExchange, Role, RoleConfig, RoleKey, RoleKeyAlgorithm, RolePassword,
+    RoleSecret,
 };
 pub use error::{ConfigError, Fault, RecordError, RoleError, WireError};
 pub use exchange::{
     Direction, EXPORTER_LEN, Exporters, FailureReason, OfferSent, ProofSent, RoleFailure,
     RoleOutcome, Side, VerifiedRoles,
 };
+pub use file::{ChannelFile, FileError};
 pub use name::{MAX_ROLE_NAME_LEN, RoleName};
 pub use ratelimit::{RateLimit, RateLimited, RateLimiter};
 pub use record::{MessageSecrets, Opener, Sealer, message_keys};
 #[cfg(feature = "tokio")]
 pub use transport::{
-    Channel, ChannelConfig, ChannelError, KeyExchange, SharedRateLimiter, TlsIdentity, accept,
-    connect,
+    Channel, ChannelConfig, ChannelError, SharedRateLimiter, TlsIdentity, accept, connect,
 };
 pub use window::ReplayWindow;

@@ -26,7 +26,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use crate::config::RoleConfig;
+use crate::config::{KeyExchange, RoleConfig};
 use crate::error::{Fault, RoleError};
 use crate::exchange::{
     Direction, EXPORTER_LEN, Exporters, OfferSent, RoleFailure, Side, VerifiedRoles,
@@ -42,17 +42,6 @@ use crate::wire::{HEADER_LEN, MAX_MESSAGE_LEN, parse_header};
 pub const CHANNEL_SERVER_NAME: &str = "daas-channel.invalid";
 /// Default bound on TLS handshake plus role exchange.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which key exchange groups TLS may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyExchange {
-    /// X25519MLKEM768 only: a peer without it cannot connect.
-    #[default]
-    HybridOnly,
-    /// X25519MLKEM768 first; classical X25519 only if the peer does not offer the hybrid group
-    /// at all (opt-in per configuration, never an automatic fallback).
-    HybridThenClassical,
-}
 
 /// The TLS certificate and key a side presents (an SVID).
 pub struct TlsIdentity {

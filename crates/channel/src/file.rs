@@ -1,0 +1,520 @@
+//! The channel configuration file: one TOML file a team can read, naming each role, its kind,
+//! where its secret comes from, and whether anonymous peers are allowed.
+//!
+//! ```toml
+//! allow_anonymous = false              # default false
+//! key_exchange = "hybrid-only"         # or "hybrid-then-classical"; default hybrid-only
+//!
+//! [[role]]
+//! name = "payment"
+//! kind = "key"                         # 256-bit+ key, hex, from secret_file or secret_env
+//! secret_file = "payment.key"          # relative to this file's directory
+//!
+//! [[role]]
+//! name = "user-info"
+//! kind = "password"                    # the file's bytes (one trailing newline dropped) or env
+//! secret_env = "DAAS_ROLE_USER_INFO"
+//! prove = true                         # default true
+//! accept = false                       # default true
+//!
+//! [[role]]
+//! name = "approval"
+//! kind = "certificate"
+//! algorithm = "ed25519"                # or "p256"
+//! public_key = "hex of the raw public key"   # to verify
+//! private_key_file = "approval.pk8"    # PKCS#8, DER or PEM: to prove
+//! ```
+//!
+//! Secrets never appear in the file itself, only where to find them; unknown keys are errors.
+//! Parsing ([`ChannelFile::parse`]) does no I/O; [`ChannelFile::load_roles`] reads the secret
+//! files and asks `env` for variables; [`load`] does both for a path.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::config::{
+    CertificateRole, KeyExchange, Role, RoleConfig, RoleKey, RoleKeyAlgorithm, RolePassword,
+    RoleSecret,
+};
+use crate::error::ConfigError;
+use crate::name::RoleName;
+
+/// The configuration file or a secret it points to is unusable (the operator's fault).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key, never a value).
+    #[error("invalid channel configuration: {0}")]
+    Syntax(String),
+    /// A role entry breaks a rule of the schema.
+    #[error("role {role}: {reason}")]
+    Role {
+        /// The role's name as written (or its index if the name is invalid).
+        role: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An environment variable a role names is not set.
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    /// The roles do not form a valid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    Key,
+    Password,
+    Certificate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Algorithm {
+    Ed25519,
+    P256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Kx {
+    #[default]
+    HybridOnly,
+    HybridThenClassical,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleEntry {
+    name: String,
+    kind: Kind,
+    #[serde(default = "yes")]
+    prove: bool,
+    #[serde(default = "yes")]
+    accept: bool,
+    secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
+    algorithm: Option<Algorithm>,
+    public_key: Option<String>,
+    private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Schema {
+    #[serde(default)]
+    allow_anonymous: bool,
+    #[serde(default)]
+    key_exchange: Kx,
+    #[serde(default, rename = "role")]
+    roles: Vec<RoleEntry>,
+}
+
+/// A parsed configuration file: the roles and where their secrets are, no secret yet.
+#[derive(Clone)]
+pub struct ChannelFile {
+    schema: Schema,
+}
+
+impl fmt::Debug for ChannelFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelFile")
+            .field("allow_anonymous", &self.schema.allow_anonymous)
+            .field("roles", &self.schema.roles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `path`, then every secret it names (relative paths from the file's directory,
+/// variables from the process environment).
+///
+/// # Errors
+/// Any [`FileError`].
+pub fn load(path: &Path) -> Result<(RoleConfig, KeyExchange), FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file = ChannelFile::parse(&text)?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let roles = file.load_roles(base, |v| std::env::var(v).ok())?;
+    Ok((roles, file.key_exchange()))
+}
+
+fn read_secret(base: &Path, file: &Path) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    let path = base.join(file);
+    std::fs::read(&path)
+        .map(Zeroizing::new)
+        .map_err(|source| FileError::Read { path, source })
+}
+
+/// Decodes hex, ignoring surrounding whitespace; `None` if it is not hex.
+fn decode_hex(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let text = text.trim_ascii();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Zeroizing::new(vec![0u8; text.len() / 2]);
+    hex::decode_to_slice(text, out.as_mut_slice()).ok()?;
+    Some(out)
+}
+
+/// PKCS#8 as DER, or as PEM (`-----BEGIN PRIVATE KEY-----`).
+fn pkcs8_der(bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    const BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
+    const END: &[u8] = b"-----END PRIVATE KEY-----";
+    let trimmed = bytes.trim_ascii();
+    if !trimmed.starts_with(BEGIN) {
+        return Some(Zeroizing::new(bytes.to_vec()));
+    }
+    let body = trimmed.strip_prefix(BEGIN)?.strip_suffix(END)?;
+    let b64: Zeroizing<Vec<u8>> = Zeroizing::new(
+        body.iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect(),
+    );
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_slice())
+        .ok()
+        .map(Zeroizing::new)
+}
+
+impl ChannelFile {
+    /// Parses the TOML text. No I/O.
+    ///
+    /// # Errors
+    /// [`FileError::Syntax`] for invalid TOML, unknown keys or wrong types.
+    pub fn parse(text: &str) -> Result<Self, FileError> {
+        let schema: Schema =
+            toml::from_str(text).map_err(|e| FileError::Syntax(e.message().to_owned()))?;
+        Ok(Self { schema })
+    }
+
+    /// Whether peers that verify no role may keep the channel.
+    #[must_use]
+    pub const fn allow_anonymous(&self) -> bool {
+        self.schema.allow_anonymous
+    }
+
+    /// The key exchange policy.
+    #[must_use]
+    pub const fn key_exchange(&self) -> KeyExchange {
+        match self.schema.key_exchange {
+            Kx::HybridOnly => KeyExchange::HybridOnly,
+            Kx::HybridThenClassical => KeyExchange::HybridThenClassical,
+        }
+    }
+
+    /// Reads every role's secret (files relative to `base`, variables through `env`) and
+    /// builds the [`RoleConfig`].
+    ///
+    /// # Errors
+    /// Any [`FileError`].
+    pub fn load_roles(
+        &self,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<RoleConfig, FileError> {
+        let mut roles = Vec::with_capacity(self.schema.roles.len());
+        for entry in &self.schema.roles {
+            let fail = |reason| FileError::Role {
+                role: entry.name.clone(),
+                reason,
+            };
+            let name = RoleName::new(&entry.name).map_err(|_| FileError::Role {
+                role: format!("{:?}", entry.name.escape_default().to_string()),
+                reason: "invalid role name (1-64 of a-z 0-9 . _ -)",
+            })?;
+            let secret_source = || -> Result<Zeroizing<Vec<u8>>, FileError> {
+                match (&entry.secret_file, &entry.secret_env) {
+                    (Some(f), None) => read_secret(base, f),
+                    (None, Some(v)) => env(v)
+                        .map(|s| Zeroizing::new(s.into_bytes()))
+                        .ok_or_else(|| FileError::MissingEnv(v.clone())),
+                    (Some(_), Some(_)) => Err(fail("give secret_file or secret_env, not both")),
+                    (None, None) => Err(fail("needs secret_file or secret_env")),
+                }
+            };
+            let cert_keys_absent = entry.algorithm.is_none()
+                && entry.public_key.is_none()
+                && entry.private_key_file.is_none();
+            let secret = match entry.kind {
+                Kind::Key => {
+                    if !cert_keys_absent {
+                        return Err(fail("certificate fields on a key role"));
+                    }
+                    let raw = secret_source()?;
+                    let key = decode_hex(&raw).ok_or_else(|| fail("role key is not hex"))?;
+                    RoleSecret::Key(RoleKey::new(&key)?)
+                }
+                Kind::Password => {
+                    if !cert_keys_absent {
+                        return Err(fail("certificate fields on a password role"));
+                    }
+                    let raw = secret_source()?;
+                    let pw = raw
+                        .strip_suffix(b"\r\n")
+                        .or_else(|| raw.strip_suffix(b"\n"))
+                        .unwrap_or(&raw);
+                    RoleSecret::Password(RolePassword::new(pw)?)
+                }
+                Kind::Certificate => {
+                    if entry.secret_file.is_some() || entry.secret_env.is_some() {
+                        return Err(fail(
+                            "certificate roles use public_key and private_key_file",
+                        ));
+                    }
+                    let alg = match entry.algorithm {
+                        Some(Algorithm::Ed25519) => RoleKeyAlgorithm::Ed25519,
+                        Some(Algorithm::P256) => RoleKeyAlgorithm::EcdsaP256,
+                        None => return Err(fail("certificate role needs an algorithm")),
+                    };
+                    let cert = match (&entry.private_key_file, &entry.public_key) {
+                        (Some(f), pinned) => {
+                            let raw = read_secret(base, f)?;
+                            let der =
+                                pkcs8_der(&raw).ok_or_else(|| fail("private key is not pkcs#8"))?;
+                            let c = CertificateRole::signer(alg, &der)?;
+                            if let Some(pk) = pinned {
+                                let pk = decode_hex(pk.as_bytes())
+                                    .ok_or_else(|| fail("public key is not hex"))?;
+                                if pk.as_slice() != c.public_key() {
+                                    return Err(fail("public_key does not match private_key_file"));
+                                }
+                            }
+                            c
+                        }
+                        (None, Some(pk)) => {
+                            let pk = decode_hex(pk.as_bytes())
+                                .ok_or_else(|| fail("public key is not hex"))?;
+                            CertificateRole::verifier(alg, &pk)?
+                        }
+                        (None, None) => {
+                            return Err(fail(
+                                "certificate role needs public_key or private_key_file",
+                            ));
+                        }
+                    };
+                    RoleSecret::Certificate(cert)
+                }
+            };
+            roles.push(
+                Role::new(name, secret)
+                    .with_prove(entry.prove)
+                    .with_accept(entry.accept),
+            );
+        }
+        Ok(RoleConfig::new(roles, self.schema.allow_anonymous)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn web_shop_user_api() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("payment.key"),
+            format!("{}\n", "ab".repeat(32)),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("info.pw"), "correct horse\n").unwrap();
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        std::fs::write(dir.path().join("approval.pk8"), pk8.as_ref()).unwrap();
+        let public = hex::encode(
+            Ed25519KeyPair::from_pkcs8(pk8.as_ref())
+                .unwrap()
+                .public_key()
+                .as_ref(),
+        );
+        let text = format!(
+            r#"
+            key_exchange = "hybrid-then-classical"
+
+            [[role]]
+            name = "payment"
+            kind = "key"
+            secret_file = "payment.key"
+            accept = false
+
+            [[role]]
+            name = "user-info"
+            kind = "password"
+            secret_file = "info.pw"
+
+            [[role]]
+            name = "shipping"
+            kind = "password"
+            secret_env = "SHIP"
+
+            [[role]]
+            name = "approval"
+            kind = "certificate"
+            algorithm = "ed25519"
+            public_key = "{public}"
+            private_key_file = "approval.pk8"
+
+            [[role]]
+            name = "audit"
+            kind = "certificate"
+            algorithm = "ed25519"
+            public_key = "{public}"
+            prove = false
+            "#
+        );
+        let file = ChannelFile::parse(&text).unwrap();
+        assert_eq!(file.key_exchange(), KeyExchange::HybridThenClassical);
+        assert!(!file.allow_anonymous());
+        let env = |v: &str| (v == "SHIP").then(|| "ship-pw".to_owned());
+        let roles = file.load_roles(dir.path(), env).unwrap();
+        let names: Vec<_> = roles.roles().map(|r| r.name().to_string()).collect();
+        assert_eq!(
+            names,
+            ["approval", "audit", "payment", "shipping", "user-info"]
+        );
+        let payment = roles.role(&RoleName::new("payment").unwrap()).unwrap();
+        assert!(payment.proves() && !payment.accepts());
+        let RoleSecret::Password(pw) = roles
+            .role(&RoleName::new("user-info").unwrap())
+            .unwrap()
+            .secret()
+        else {
+            panic!("user-info is a password role");
+        };
+        assert_eq!(pw.bytes(), b"correct horse");
+
+        // The same file without the variable.
+        assert!(matches!(
+            file.load_roles(dir.path(), no_env),
+            Err(FileError::MissingEnv(v)) if v == "SHIP"
+        ));
+        // The private key and a different pinned key.
+        let other = text.replace(
+            &format!("public_key = \"{public}\"\n            private_key_file"),
+            &format!(
+                "public_key = \"{}\"\n            private_key_file",
+                "00".repeat(32)
+            ),
+        );
+        assert!(matches!(
+            ChannelFile::parse(&other)
+                .unwrap()
+                .load_roles(dir.path(), env),
+            Err(FileError::Role {
+                reason: "public_key does not match private_key_file",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn schema_errors() {
+        let bad = |t: &str| {
+            ChannelFile::parse(t)
+                .unwrap()
+                .load_roles(Path::new("/nonexistent"), |_| Some("00".repeat(32)))
+        };
+        assert!(matches!(
+            ChannelFile::parse("allow_anon = true"),
+            Err(FileError::Syntax(_))
+        ));
+        assert!(matches!(
+            ChannelFile::parse("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret = \"x\""),
+            Err(FileError::Syntax(_))
+        ));
+        assert!(matches!(
+            ChannelFile::parse("[[role]]\nname = \"a\"\nkind = \"token\""),
+            Err(FileError::Syntax(_))
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"a\"\nkind = \"key\""),
+            Err(FileError::Role {
+                reason: "needs secret_file or secret_env",
+                ..
+            })
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"\nsecret_file = \"k\""),
+            Err(FileError::Role {
+                reason: "give secret_file or secret_env, not both",
+                ..
+            })
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"A\"\nkind = \"key\"\nsecret_env = \"K\""),
+            Err(FileError::Role { .. })
+        ));
+        assert!(bad("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"").is_ok());
+        let short =
+            ChannelFile::parse("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"")
+                .unwrap()
+                .load_roles(Path::new("."), |_| Some("00".repeat(16)));
+        assert!(matches!(
+            short,
+            Err(FileError::Config(ConfigError::BadKeyLength))
+        ));
+        let not_hex =
+            ChannelFile::parse("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"")
+                .unwrap()
+                .load_roles(Path::new("."), |_| Some("zz".repeat(32)));
+        assert!(matches!(
+            not_hex,
+            Err(FileError::Role {
+                reason: "role key is not hex",
+                ..
+            })
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"a\"\nkind = \"certificate\"\nalgorithm = \"p256\""),
+            Err(FileError::Role { .. })
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"\nalgorithm = \"p256\""),
+            Err(FileError::Role {
+                reason: "certificate fields on a key role",
+                ..
+            })
+        ));
+        assert!(matches!(
+            bad("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_file = \"missing\""),
+            Err(FileError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn pem_private_keys() {
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pk8.as_ref());
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+        assert_eq!(pkcs8_der(pem.as_bytes()).unwrap().as_slice(), pk8.as_ref());
+        assert_eq!(pkcs8_der(pk8.as_ref()).unwrap().as_slice(), pk8.as_ref());
+        assert!(pkcs8_der(b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----").is_none());
+    }
+}
