@@ -590,3 +590,119 @@ async fn the_status_list_marks_revoked_and_replaced_tokens_under_the_status_key(
     );
     s.stop().await;
 }
+
+/// Fetches the server's status list with the test client (which trusts the test CA).
+#[derive(Debug)]
+struct ServerStatus(reqwest::Client);
+
+impl daas_resource::StatusFetcher for ServerStatus {
+    fn fetch<'a>(
+        &'a self,
+        uri: &'a str,
+    ) -> daas_resource::BoxFuture<'a, Result<String, daas_resource::FetchError>> {
+        Box::pin(async move {
+            let resp = self
+                .0
+                .get(uri)
+                .send()
+                .await
+                .map_err(|_| daas_resource::FetchError::Unreachable)?;
+            if resp.status() != 200 {
+                return Err(daas_resource::FetchError::HttpStatus(
+                    resp.status().as_u16(),
+                ));
+            }
+            resp.text()
+                .await
+                .map_err(|_| daas_resource::FetchError::Unreachable)
+        })
+    }
+}
+
+/// Issue #4's scenario end to end: a sample service protected by the resource layer, fed by
+/// this server's JWKS and status list, accepts the legitimate client, refuses the same token
+/// with a proof by anyone else, accepts the replacement of a "lost" token, and refuses a
+/// revoked token once the cached status list is older than its ttl.
+#[tokio::test]
+async fn a_protected_service_accepts_the_key_holder_a_replacement_and_refuses_thieves_and_revoked_tokens()
+ {
+    use daas_resource::{Clock as _, DpopConfig, ManualClock, StatusChecker};
+    use std::sync::Arc;
+
+    const AUDIENCE: &str = "https://orders.example";
+    let s = TestServer::start().await;
+    let app = s.create_app("client").await;
+    let key = SigningKey::generate(Alg::EdDsa).unwrap();
+    let token = get_token(
+        &s,
+        &app,
+        &key,
+        json!({"aud": AUDIENCE, "scope": "orders:read"}),
+    )
+    .await;
+
+    // The protected service: issuer keys and status keys as published by the server.
+    let (issuer_keys, _) = jwks(&s).await;
+    let (status, status_jwks) = s.call("GET", "/v1/token/status/jwks", None, None).await;
+    assert_eq!(status, 200, "{status_jwks}");
+    let clock = Arc::new(ManualClock::new(now()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let checker = StatusChecker::new(
+        key_set(&status_jwks),
+        [s.addr.as_str()],
+        Arc::new(ServerStatus(s.client.clone())),
+    )
+    .unwrap();
+    let config = DpopConfig::new(s.addr.clone(), AUDIENCE, issuer_keys, &origin)
+        .unwrap()
+        .with_clock(Arc::clone(&clock) as _)
+        .with_status(checker);
+    let router = axum::Router::new()
+        .route(
+            "/orders",
+            axum::routing::get(|auth: daas_resource::Authenticated| async move {
+                auth.token().claims().sub.clone()
+            }),
+        )
+        .layer(config.into_layer());
+    let service = tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let url = format!("{origin}/orders");
+    let call = |token: &str, signer: &SigningKey| {
+        let proof = build_proof(signer, "GET", &url, clock.now(), None, Some(token), None).unwrap();
+        let request = http
+            .get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    // The key holder is served; the same token with another process's key is not.
+    assert_eq!(call(&token, &key).await, 200);
+    let thief = SigningKey::generate(Alg::EdDsa).unwrap();
+    assert_eq!(call(&token, &thief).await, 401);
+
+    // The token is "lost": the key holder gets a replacement by proving possession only.
+    let (status, resp) = replace(&s, &key, &jti(&token)).await;
+    assert_eq!(status, 200, "{resp}");
+    let replacement = resp["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(call(&replacement, &key).await, 200);
+    assert_eq!(call(&replacement, &thief).await, 401);
+
+    // Revoked: refused once the status list the service cached is past its ttl.
+    let (status, resp) = s
+        .admin(
+            "POST",
+            "/v1/token/revoke",
+            Some(json!({"jti": jti(&replacement)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    clock.advance(61);
+    assert_eq!(call(&replacement, &key).await, 401);
+    // The replaced (lost) token is dead too: replacement invalidated it.
+    assert_eq!(call(&token, &key).await, 401);
+    service.abort();
+    s.stop().await;
+}
