@@ -5,7 +5,8 @@
 //!   (sequence number, replay window, key epoch) beside a bare aws-lc-rs ChaCha20-Poly1305
 //!   seal + open of the same plaintext with a fixed key: the limit;
 //! - `role_exchange/{key,password}`: both sides of the sans-I/O role exchange for one role;
-//! - `handshake/{rustls_mtls,daas}`: a full connection over 127.0.0.1: plain rustls TLS 1.3 with
+//! - `handshake/{rustls_mtls,daas}`: a full connection over 127.0.0.1 (`TCP_NODELAY`, or
+//!   delayed ACKs add ~40 ms to both): plain rustls TLS 1.3 with
 //!   client certificates and X25519MLKEM768 (the channel's own TLS configurations), and the same
 //!   plus the role exchange with one key role. Their difference is the role layer's cost.
 //!
@@ -136,11 +137,13 @@ fn handshake(c: &mut Criterion) {
                 let l = listener.clone();
                 let srv = tokio::spawn(async move {
                     let (sock, _) = l.accept().await.unwrap();
+                    sock.set_nodelay(true).unwrap();
                     let mut tls = acceptor.accept(sock).await.unwrap();
                     let mut one = [0u8; 1];
                     tls.read_exact(&mut one).await.unwrap();
                 });
                 let sock = TcpStream::connect(addr).await.unwrap();
+                sock.set_nodelay(true).unwrap();
                 let name = rustls::pki_types::ServerName::try_from("daas-channel.invalid").unwrap();
                 let mut tls = tokio_rustls::TlsConnector::from(client_cfg.tls_client_config())
                     .connect(name, sock)
@@ -159,11 +162,13 @@ fn handshake(c: &mut Criterion) {
                 let l = listener.clone();
                 let srv = tokio::spawn(async move {
                     let (sock, _) = l.accept().await.unwrap();
+                    sock.set_nodelay(true).unwrap();
                     let mut ch = accept(&cfg, sock, peer).await.unwrap();
                     let mut one = [0u8; 1];
                     ch.read_exact(&mut one).await.unwrap();
                 });
                 let sock = TcpStream::connect(addr).await.unwrap();
+                sock.set_nodelay(true).unwrap();
                 let mut ch = connect(&client_cfg, sock, peer).await.unwrap();
                 ch.write_all(b"x").await.unwrap();
                 ch.flush().await.unwrap();
