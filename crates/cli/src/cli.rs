@@ -62,6 +62,12 @@ pub enum TokenCmd {
     Proof(crate::token_cmd::ProofArgs),
     /// Verify a token and its proof for one request; prints the verified claims as JSON
     Verify(crate::token_cmd::VerifyArgs),
+    /// Get an access token bound to the key; prints it
+    Get(crate::token_cmd::GetArgs),
+    /// Replace a lost token by proving possession of its key (no login); prints the new token
+    Replace(crate::token_cmd::ReplaceArgs),
+    /// Revoke a token by jti, or every token of a subject (admin)
+    Revoke(crate::token_cmd::RevokeArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -302,6 +302,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCmd::Keygen(args)) => token_cmd::keygen(&args)?,
         Command::Token(TokenCmd::Proof(args)) => token_cmd::proof(&args)?,
         Command::Token(TokenCmd::Verify(args)) => token_cmd::verify(&args).await?,
+        Command::Token(TokenCmd::Get(args)) => token_cmd::get(&args).await?,
+        Command::Token(TokenCmd::Replace(args)) => token_cmd::replace(&args).await?,
+        Command::Token(TokenCmd::Revoke(args)) => token_cmd::revoke(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }

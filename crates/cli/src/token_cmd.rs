@@ -80,9 +80,122 @@ pub struct VerifyArgs {
     /// The issuer's JWK set (a file); default: fetched from DAAS_ADDR's /.well-known/jwks.json
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
-    /// The expected issuer; default: https://DAAS_ADDR
+    /// The expected issuer; default: the DAAS_ADDR origin (https://host:port)
     #[arg(long, value_name = "ISS")]
     pub iss: Option<String>,
+}
+
+/// `daas token get --key KEYFILE --aud A [--scope S] [--ttl DURATION]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// The key to bind the token to (from `daas token keygen`)
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// The audience (the service the token is for)
+    #[arg(long, value_name = "A")]
+    pub aud: String,
+    /// Space-separated scope tokens
+    #[arg(long, value_name = "S")]
+    pub scope: Option<String>,
+    /// Token lifetime (default 1d, at most 30d)
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub ttl: Option<std::time::Duration>,
+}
+
+/// `daas token replace --key KEYFILE (--jti JTI | --token T)`
+#[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("lost").required(true).args(["jti", "token"]))]
+pub struct ReplaceArgs {
+    /// The key the lost token is bound to
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    /// The lost token's jti
+    #[arg(long, value_name = "JTI")]
+    pub jti: Option<String>,
+    /// The lost (e.g. expired) token itself, if still at hand: its jti is read from it
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+}
+
+/// `daas token revoke (JTI | --subject S)`
+#[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["jti", "subject"]))]
+pub struct RevokeArgs {
+    /// The token to revoke, by jti (jtis may start with `-`)
+    #[arg(allow_hyphen_values = true)]
+    pub jti: Option<String>,
+    /// Revoke every token of this subject (e.g. app:billing)
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+}
+
+/// Requests a token bound to the key; prints it.
+pub async fn get(args: &GetArgs) -> Result<()> {
+    let key = read_key(&args.key)?;
+    let client = daas_sdk::Client::from_env()?;
+    let url = client.endpoint("/v1/token");
+    let proof = daas_token::build_proof(&key, "POST", &url, now(), None, None, None)
+        .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
+    let issued = client
+        .token_get(
+            &proof,
+            &args.aud,
+            args.scope.as_deref(),
+            args.ttl.map(|d| d.as_secs()),
+        )
+        .await
+        .context("cannot get a token")?;
+    write_stdout(format!("{}\n", issued.access_token.expose()).as_bytes())
+}
+
+/// The `jti` of a token, read without verifying it (the server checks everything).
+fn unverified_jti(token: &str) -> Result<String> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| anyhow!("--token is not a compact JWS"))?;
+    let bytes = daas_token::b64::decode(payload).map_err(|_| anyhow!("--token is not a JWS"))?;
+    let claims = daas_token::parse_strict_json_object(&bytes)
+        .map_err(|_| anyhow!("--token's claims are not a JSON object"))?;
+    claims
+        .get("jti")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("--token has no jti"))
+}
+
+/// Replaces a lost token by proving possession of its key; prints the new token.
+pub async fn replace(args: &ReplaceArgs) -> Result<()> {
+    let key = read_key(&args.key)?;
+    let jti = match (&args.jti, &args.token) {
+        (Some(jti), _) => jti.clone(),
+        (None, Some(token)) => unverified_jti(token)?,
+        (None, None) => bail!("give --jti or --token"),
+    };
+    let client = daas_sdk::Client::unauthenticated_from_env()?;
+    let url = client.endpoint("/v1/token/replace");
+    let proof = daas_token::build_proof(&key, "POST", &url, now(), None, None, None)
+        .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
+    let issued = client
+        .token_replace(&proof, &jti)
+        .await
+        .context("cannot replace the token")?;
+    write_stdout(format!("{}\n", issued.access_token.expose()).as_bytes())
+}
+
+/// Revokes by jti or subject (admin); prints `{"revoked": n}`.
+pub async fn revoke(args: &RevokeArgs) -> Result<()> {
+    let target = match (&args.jti, &args.subject) {
+        (Some(jti), None) => daas_sdk::TokenRevocation::Jti(jti.clone()),
+        (None, Some(subject)) => daas_sdk::TokenRevocation::Subject(subject.clone()),
+        _ => bail!("give a jti or --subject, not both"),
+    };
+    let client = daas_sdk::Client::from_env()?;
+    let revoked = client
+        .token_revoke(&target)
+        .await
+        .context("cannot revoke")?;
+    print_json(&serde_json::json!({ "revoked": revoked }))
 }
 
 fn now() -> i64 {
@@ -195,7 +308,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
                 .token_jwks()
                 .await
                 .context("cannot fetch the issuer's JWK set")?;
-            (jwks, Some(format!("https://{}", client.addr())))
+            (jwks, Some(client.addr().to_owned()))
         }
     };
     let keys = key_set_from_jwks(&jwks)?;

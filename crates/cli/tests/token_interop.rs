@@ -248,3 +248,116 @@ fn cli_keys_and_proofs_verify_and_a_proof_for_another_request_does_not() {
         assert!(!out.status.success());
     }
 }
+
+/// The CLI against a real dev server: `get` binds a token to the key, `verify` (keys and
+/// issuer from DAAS_ADDR) accepts the key holder's proof and refuses a thief's, `replace`
+/// gets a new token for a lost one with the key alone, `revoke` ends it, and a revoked token
+/// cannot be replaced.
+#[test]
+fn cli_get_verify_replace_revoke_against_a_dev_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("daas-data");
+    let (mut server, _conn) = support::start(&data);
+    let env: Vec<(String, String)> = std::fs::read_to_string(data.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    let run = |args: &[&str]| {
+        Command::new(support::BIN)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    let stdout = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let key = dir.path().join("client.pem");
+    let thief = dir.path().join("thief.pem");
+    stdout(run(&["token", "keygen", "--out", key.to_str().unwrap()]));
+    stdout(run(&["token", "keygen", "--out", thief.to_str().unwrap()]));
+    let token = stdout(run(&[
+        "token",
+        "get",
+        "--key",
+        key.to_str().unwrap(),
+        "--aud",
+        AUDIENCE,
+        "--scope",
+        "orders:read",
+    ]));
+    let verify_with = |token: &str, key: &Path| {
+        let proof = stdout(run(&[
+            "token",
+            "proof",
+            "--key",
+            key.to_str().unwrap(),
+            "--method",
+            "GET",
+            "--url",
+            URL,
+            "--token",
+            token,
+        ]));
+        run(&[
+            "token", "verify", "--token", token, "--proof", &proof, "--method", "GET", "--url",
+            URL, "--aud", AUDIENCE,
+        ])
+    };
+    let claims: serde_json::Value =
+        serde_json::from_str(&stdout(verify_with(&token, &key))).unwrap();
+    assert_eq!(claims["sub"], "admin");
+    assert_eq!(claims["scope"], "orders:read");
+    assert!(!verify_with(&token, &thief).status.success());
+
+    // Lost: replaced with the key alone (the thief's key gets nothing).
+    let out = run(&[
+        "token",
+        "replace",
+        "--key",
+        thief.to_str().unwrap(),
+        "--token",
+        &token,
+    ]);
+    assert!(!out.status.success());
+    let replacement = stdout(run(&[
+        "token",
+        "replace",
+        "--key",
+        key.to_str().unwrap(),
+        "--token",
+        &token,
+    ]));
+    assert_ne!(replacement, token);
+    let claims: serde_json::Value =
+        serde_json::from_str(&stdout(verify_with(&replacement, &key))).unwrap();
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+
+    let revoked = stdout(run(&["token", "revoke", &jti]));
+    assert_eq!(revoked, r#"{"revoked": 1}"#);
+    let out = run(&[
+        "token",
+        "replace",
+        "--key",
+        key.to_str().unwrap(),
+        "--jti",
+        &jti,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: the token cannot be replaced",
+        "{stderr}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

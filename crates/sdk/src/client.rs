@@ -18,8 +18,8 @@ use crate::config::{ClientConfig, ClientOptions, addr_and_ca_from_env, parse_add
 use crate::error::{api_error, transport};
 use crate::types::{
     AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, EntryInfo, Health,
-    JoinToken, NewEntry, ObjectInfo, SealStatus, SecretInfo, SecretStored, SecretValue,
-    TrustBundle,
+    IssuedToken, JoinToken, NewEntry, ObjectInfo, SealStatus, SecretInfo, SecretStored,
+    SecretValue, TokenRevocation, TrustBundle,
 };
 use crate::{Error, Result, SecretString};
 
@@ -723,6 +723,90 @@ impl Client {
         }
         self.send_empty(self.request(Method::DELETE, &format!("/v1/identity/entries/{id}")))
             .await
+    }
+
+    /// The absolute URL of `path` on this server (what a DPoP proof's `htu` names).
+    pub fn endpoint(&self, path: &str) -> String {
+        self.url(path)
+    }
+
+    /// `POST /v1/token`: an access token bound to the key that signed `proof` (a DPoP proof for
+    /// `POST` [`Self::endpoint`]`("/v1/token")`). Needs the admin or an app token.
+    pub async fn token_get(
+        &self,
+        proof: &str,
+        aud: &str,
+        scope: Option<&str>,
+        ttl_secs: Option<u64>,
+    ) -> Result<IssuedToken> {
+        #[derive(Serialize)]
+        struct Req<'a> {
+            aud: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ttl_secs: Option<u64>,
+        }
+        let req = Req {
+            aud,
+            scope,
+            ttl_secs,
+        };
+        let rb = self
+            .json_request(Method::POST, "/v1/token", &req, 256 + aud.len())?
+            .header("DPoP", proof);
+        self.issued_token(rb).await
+    }
+
+    /// `POST /v1/token/replace`: a new token for the lost token `jti`, with the same binding;
+    /// `proof` (for `POST` [`Self::endpoint`]`("/v1/token/replace")`) must be signed by the
+    /// key the lost token is bound to. No bearer credential is sent.
+    pub async fn token_replace(&self, proof: &str, jti: &str) -> Result<IssuedToken> {
+        let rb = self
+            .inner
+            .http
+            .post(self.url("/v1/token/replace"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("DPoP", proof)
+            .body(json_body(
+                &serde_json::json!({ "jti": jti }),
+                64 + jti.len(),
+            )?);
+        self.issued_token(rb).await
+    }
+
+    async fn issued_token(&self, rb: RequestBuilder) -> Result<IssuedToken> {
+        #[derive(Deserialize)]
+        struct Resp {
+            access_token: String,
+            expires_in: u64,
+            #[serde(default)]
+            scope: Option<String>,
+        }
+        let body = self.send_body(rb).await?;
+        let r: Resp = parse(&body)?;
+        Ok(IssuedToken {
+            access_token: SecretString::new(r.access_token),
+            expires_in: r.expires_in,
+            scope: r.scope,
+        })
+    }
+
+    /// `POST /v1/token/revoke` (admin): revokes the token `jti`, or every token of `subject`;
+    /// returns how many this call revoked.
+    pub async fn token_revoke(&self, target: &TokenRevocation) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Resp {
+            revoked: u64,
+        }
+        let body = match target {
+            TokenRevocation::Jti(jti) => serde_json::json!({ "jti": jti }),
+            TokenRevocation::Subject(subject) => serde_json::json!({ "subject": subject }),
+        };
+        let r: Resp = self
+            .send_json(self.json_request(Method::POST, "/v1/token/revoke", &body, 256)?)
+            .await?;
+        Ok(r.revoked)
     }
 
     /// The token issuer's public keys: the body of `GET /.well-known/jwks.json` (no

@@ -32,4 +32,4 @@ pub use types::{
     JoinToken, NewEntry, ObjectInfo, ObjectMode, SealStatus, SecretInfo, SecretStored, SecretValue,
     TrustBundle,
 };
-pub use types::{AppIdentityDocument, AppIdentityRequest};
+pub use types::{AppIdentityDocument, AppIdentityRequest, IssuedToken, TokenRevocation};

@@ -297,3 +297,22 @@ mod tests {
         assert_eq!(info.mode, ObjectMode::Unknown);
     }
 }
+
+/// `POST /v1/token` / `POST /v1/token/replace`: a DPoP-bound access token (redacted in
+/// `Debug`; useless without the key it is bound to, but not logged either way).
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: SecretString,
+    /// Seconds.
+    pub expires_in: u64,
+    pub scope: Option<String>,
+}
+
+/// What `POST /v1/token/revoke` revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRevocation {
+    /// One token, by its `jti`.
+    Jti(String),
+    /// Every token of a subject (e.g. `app:billing`).
+    Subject(String),
+}
