@@ -332,6 +332,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
             token_leeway_secs: 30,
             proof: ProofPolicy::default(),
             nonce_key: None,
+            token_cache: None,
         },
         &MemoryReplayCache::new(16),
         now(),

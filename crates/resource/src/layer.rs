@@ -31,7 +31,8 @@ use core::fmt;
 use core::task::{Context, Poll};
 use daas_token::{
     DpopError, DpopPolicy, DpopRequest, ErrorCode, Fault, KeySet, NonceKey, ProofPolicy,
-    TokenStatus, VerifiedAccessToken, VerifiedProof, verify_dpop_request_pending,
+    TokenStatus, VerifiedAccessToken, VerifiedProof, VerifiedTokenCache,
+    verify_dpop_request_pending,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
@@ -191,6 +192,7 @@ pub struct DpopConfig {
     status: Option<StatusChecker>,
     proof: ProofPolicy,
     token_leeway_secs: u32,
+    token_cache: Option<VerifiedTokenCache>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditHook>,
 }
@@ -199,8 +201,8 @@ impl DpopConfig {
     /// Tokens from `issuer` (signed by `issuer_keys`) for `audience`, on a service whose
     /// public origin is `external_origin` (`https://api.example.com[:port]`, what clients put
     /// in `htu`). Defaults: an in-process replay store of [`DEFAULT_REPLAY_CAPACITY`], no
-    /// nonce, no status check, [`ProofPolicy::default`], 5 s token leeway, the system clock,
-    /// [`TracingAudit`].
+    /// nonce, no status check, [`ProofPolicy::default`], 5 s token leeway, a
+    /// [`VerifiedTokenCache`] of the default capacity, the system clock, [`TracingAudit`].
     ///
     /// # Errors
     /// [`ConfigError`] for an empty issuer or audience or a malformed origin.
@@ -231,6 +233,7 @@ impl DpopConfig {
             status: None,
             proof: ProofPolicy::default(),
             token_leeway_secs: 5,
+            token_cache: Some(VerifiedTokenCache::default()),
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingAudit),
         })
@@ -268,6 +271,15 @@ impl DpopConfig {
     #[must_use]
     pub fn with_token_leeway(mut self, secs: u32) -> Self {
         self.token_leeway_secs = secs;
+        self
+    }
+
+    /// Remembers up to `capacity` verified tokens, so that a token presented again (with a
+    /// fresh proof) is not verified again; 0 turns the cache off. Key-set changes, issuer,
+    /// audience and times are still checked on every request (see [`VerifiedTokenCache`]).
+    #[must_use]
+    pub fn with_token_cache(mut self, capacity: usize) -> Self {
+        self.token_cache = (capacity > 0).then(|| VerifiedTokenCache::new(capacity));
         self
     }
 
@@ -324,6 +336,7 @@ impl DpopConfig {
             token_leeway_secs: self.token_leeway_secs,
             proof: self.proof,
             nonce_key: self.nonce.as_ref(),
+            token_cache: self.token_cache.as_ref(),
         };
         let pending =
             verify_dpop_request_pending(&request, &policy, now).map_err(Rejection::Dpop)?;

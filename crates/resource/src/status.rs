@@ -86,6 +86,30 @@ impl HttpStatusFetcher {
     }
 }
 
+impl HttpStatusFetcher {
+    /// As [`HttpStatusFetcher::new`], trusting only the CA certificates in `ca_pem` (e.g. a
+    /// daas server's generated CA) for HTTPS.
+    ///
+    /// # Errors
+    /// [`FetchError::Unreachable`] if `ca_pem` holds no usable certificate or the client cannot
+    /// be built.
+    pub fn with_ca(timeout: Duration, ca_pem: &[u8]) -> Result<Self, FetchError> {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(ca_pem).map_err(|_| FetchError::Unreachable)?;
+        if roots.is_empty() {
+            return Err(FetchError::Unreachable);
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .tls_certs_only(roots)
+            .build()
+            .map_err(|_| FetchError::Unreachable)?;
+        Ok(Self { client })
+    }
+}
+
 impl StatusFetcher for HttpStatusFetcher {
     fn fetch<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<String, FetchError>> {
         Box::pin(async move {
@@ -158,6 +182,7 @@ pub struct StatusChecker {
     origins: Vec<String>,
     fetcher: Arc<dyn StatusFetcher>,
     grace_secs: u64,
+    max_age_secs: u64,
     cache: Mutex<HashMap<String, Entry>>,
     fetch_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -212,9 +237,19 @@ impl StatusChecker {
             origins,
             fetcher,
             grace_secs: DEFAULT_GRACE_SECS,
+            max_age_secs: MAX_TTL_SECS,
             cache: Mutex::new(HashMap::new()),
             fetch_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Fetches a list again after at most `secs`, even if its `ttl` allows caching it longer
+    /// (the `ttl` is an upper bound: a relying party that wants revocations to reach it
+    /// sooner may ask more often). At least 1 s.
+    #[must_use]
+    pub fn with_max_age(mut self, secs: u64) -> Self {
+        self.max_age_secs = secs.clamp(1, MAX_TTL_SECS);
+        self
     }
 
     /// How long past its `ttl` a list that cannot be refreshed is still used.
@@ -260,8 +295,13 @@ impl StatusChecker {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ttl_of(list: &VerifiedStatusList) -> i64 {
-        let ttl = list.ttl().unwrap_or(DEFAULT_TTL_SECS).min(MAX_TTL_SECS);
+    /// How long a fetched list is used before it is fetched again: its `ttl`, capped by ours.
+    fn ttl_of(&self, list: &VerifiedStatusList) -> i64 {
+        let ttl = list
+            .ttl()
+            .unwrap_or(DEFAULT_TTL_SECS)
+            .min(MAX_TTL_SECS)
+            .min(self.max_age_secs);
         i64::try_from(ttl).unwrap_or(i64::MAX)
     }
 
@@ -274,7 +314,7 @@ impl StatusChecker {
         let cache = self.lock_cache();
         let entry = cache.get(uri)?;
         let list = entry.list.as_ref()?;
-        (now < entry.fetched_at.saturating_add(Self::ttl_of(list)) && Self::not_expired(list, now))
+        (now < entry.fetched_at.saturating_add(self.ttl_of(list)) && Self::not_expired(list, now))
             .then(|| Arc::clone(list))
     }
 
@@ -295,7 +335,7 @@ impl StatusChecker {
                 if now
                     < entry
                         .fetched_at
-                        .saturating_add(Self::ttl_of(list))
+                        .saturating_add(self.ttl_of(list))
                         .saturating_add(grace)
                     && Self::not_expired(list, now) =>
             {

@@ -462,6 +462,35 @@ mod protected {
         assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
     }
 
+    /// A relying party may fetch sooner than the list's ttl; a token remembered by the
+    /// verified-token cache is still refused once its revocation is seen.
+    #[tokio::test]
+    async fn a_max_age_below_the_ttl_sees_revocations_sooner_even_for_cached_tokens() {
+        let fx = fixture();
+        let source = Arc::new(FakeStatus::default());
+        source.serve(Some(fx.status_list(&[])));
+        let origin = serve(|origin| {
+            fx.config(origin)
+                .with_status(fx.checker(&source).with_max_age(5))
+        })
+        .await;
+        let url = format!("{origin}/v1/hello");
+        let good = fx.token(Some(3));
+        for _ in 0..3 {
+            let answer = dpop_get(&url, &good, &fx.proof(&fx.client, "GET", &url, &good)).await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+        }
+        source.serve(Some(fx.status_list(&[3])));
+        fx.clock.advance(4);
+        let answer = dpop_get(&url, &good, &fx.proof(&fx.client, "GET", &url, &good)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        fx.clock.advance(1);
+        dpop_get(&url, &good, &fx.proof(&fx.client, "GET", &url, &good))
+            .await
+            .assert_rejected("invalid_token");
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn unreachable_status_source_fails_closed_past_the_grace() {
         let fx = fixture();

@@ -148,6 +148,7 @@ async fn issuance_binds_the_proof_key_and_verifies_against_the_published_jwks() 
                 token_leeway_secs: 0,
                 proof: daas_token::ProofPolicy::default(),
                 nonce_key: None,
+                token_cache: None,
             },
             &daas_token::MemoryReplayCache::new(16),
             now(),

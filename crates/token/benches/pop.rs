@@ -33,8 +33,8 @@ use aws_lc_rs::signature::{
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use daas_token::{
     AccessTokenClaims, Alg, DpopPolicy, DpopRequest, KeySet, MemoryReplayCache, NonceKey,
-    ProofPolicy, SigningKey, b64, build_proof, issue_access_token, verify_access_token,
-    verify_dpop_request,
+    ProofPolicy, SigningKey, VerifiedTokenCache, b64, build_proof, issue_access_token,
+    verify_access_token, verify_access_token_cached, verify_dpop_request,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
 use serde::Deserialize;
@@ -172,44 +172,64 @@ fn bench_pop(c: &mut Criterion) {
             });
         });
 
+        // What a resource server does by default: a token presented again is not re-verified.
+        let token_cache = VerifiedTokenCache::default();
+        g.bench_function(format!("daas/access_token_cached/{}", case.name), |b| {
+            b.iter(|| {
+                verify_access_token_cached(
+                    black_box(&case.token),
+                    &case.keys,
+                    ISSUER,
+                    AUDIENCE,
+                    now,
+                    0,
+                    &token_cache,
+                )
+                .unwrap()
+            });
+        });
+
         // Sized for every iteration of the run: `now` is fixed, so nothing expires.
         let cache = MemoryReplayCache::new(usize::MAX);
-        let policy = DpopPolicy {
-            keys: &case.keys,
-            issuer: ISSUER,
-            audience: AUDIENCE,
-            token_leeway_secs: 0,
-            proof: ProofPolicy::default(),
-            nonce_key: Some(&nonce_key),
-        };
-        g.bench_function(format!("daas/pop/{}", case.name), |b| {
-            b.iter_batched(
-                || {
-                    let jti = format!("bench-{}", counter.fetch_add(1, Ordering::Relaxed));
-                    build_proof(
-                        &case.proof_key,
-                        METHOD,
-                        URI,
-                        now,
-                        Some(&jti),
-                        Some(&case.token),
-                        Some(&nonce),
-                    )
-                    .unwrap()
-                },
-                |proof| {
-                    let proofs = [proof.as_str()];
-                    let request = DpopRequest {
-                        access_token: &case.token,
-                        proof_headers: &proofs,
-                        method: METHOD,
-                        uri: URI,
-                    };
-                    verify_dpop_request(black_box(&request), &policy, &cache, now).unwrap()
-                },
-                BatchSize::SmallInput,
-            );
-        });
+        for (label, token_cache) in [("pop", None), ("pop_cached", Some(&token_cache))] {
+            let policy = DpopPolicy {
+                keys: &case.keys,
+                issuer: ISSUER,
+                audience: AUDIENCE,
+                token_leeway_secs: 0,
+                proof: ProofPolicy::default(),
+                nonce_key: Some(&nonce_key),
+                token_cache,
+            };
+            g.bench_function(format!("daas/{label}/{}", case.name), |b| {
+                b.iter_batched(
+                    || {
+                        let jti = format!("bench-{}", counter.fetch_add(1, Ordering::Relaxed));
+                        build_proof(
+                            &case.proof_key,
+                            METHOD,
+                            URI,
+                            now,
+                            Some(&jti),
+                            Some(&case.token),
+                            Some(&nonce),
+                        )
+                        .unwrap()
+                    },
+                    |proof| {
+                        let proofs = [proof.as_str()];
+                        let request = DpopRequest {
+                            access_token: &case.token,
+                            proof_headers: &proofs,
+                            method: METHOD,
+                            uri: URI,
+                        };
+                        verify_dpop_request(black_box(&request), &policy, &cache, now).unwrap()
+                    },
+                    BatchSize::SmallInput,
+                );
+            });
+        }
 
         let (raw_key, input, signature) = raw_parts(case);
         let alg: &'static dyn VerificationAlgorithm = match case.jwt_alg {

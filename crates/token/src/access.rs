@@ -15,6 +15,7 @@ use crate::jwk::{KeySet, SigningKey};
 use crate::jws::{self, HeaderFields, Unverified};
 use crate::nonce::NonceKey;
 use crate::replay::{PendingReplayCheck, ReplayCache};
+use crate::token_cache::VerifiedTokenCache;
 use crate::{AccessTokenError, DpopError, JwsError, KeyError, b64};
 use serde_json::{Map, Value};
 
@@ -240,6 +241,75 @@ pub fn verify_access_token(
     now: i64,
     leeway_secs: u32,
 ) -> Result<VerifiedAccessToken, AccessTokenError> {
+    let expect = Expectations {
+        iss: expected_iss,
+        aud: expected_aud,
+        now,
+        leeway_secs,
+    };
+    verify_through(token, keys, &expect, None)
+}
+
+/// [`verify_access_token`] through `cache`: a token verified before (the same bytes) whose
+/// issuer key is still in `keys` is not verified again, but its issuer, audience and times are
+/// checked again against this call's expectations and `now`. See [`VerifiedTokenCache`].
+///
+/// # Errors
+/// As [`verify_access_token`].
+pub fn verify_access_token_cached(
+    token: &str,
+    keys: &KeySet,
+    expected_iss: &str,
+    expected_aud: &str,
+    now: i64,
+    leeway_secs: u32,
+    cache: &VerifiedTokenCache,
+) -> Result<VerifiedAccessToken, AccessTokenError> {
+    let expect = Expectations {
+        iss: expected_iss,
+        aud: expected_aud,
+        now,
+        leeway_secs,
+    };
+    verify_through(token, keys, &expect, Some(cache))
+}
+
+/// What the verifier expects of a token, and when.
+struct Expectations<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    now: i64,
+    leeway_secs: u32,
+}
+
+fn verify_through(
+    token: &str,
+    keys: &KeySet,
+    expect: &Expectations<'_>,
+    cache: Option<&VerifiedTokenCache>,
+) -> Result<VerifiedAccessToken, AccessTokenError> {
+    check_expectation_inputs(expect.iss, expect.aud)?;
+    // Over-long input is refused by the parser below before any hashing work is spent on it.
+    if let Some(cache) = cache
+        && token.len() <= jws::MAX_TOKEN_LEN
+        && let Some(hit) = cache.get(&access_token_hash(token), keys)
+    {
+        check_expectations(&hit.claims, expect)?;
+        return Ok(hit);
+    }
+    let verified = verify_signed_token(token, keys)?;
+    check_expectations(&verified.claims, expect)?;
+    if let Some(cache) = cache {
+        // Only a token that passed every check is remembered.
+        cache.insert(&verified, keys, expect.now);
+    }
+    Ok(verified)
+}
+
+fn check_expectation_inputs(
+    expected_iss: &str,
+    expected_aud: &str,
+) -> Result<(), AccessTokenError> {
     if expected_iss.is_empty() {
         return Err(AccessTokenError::InvalidExpectation(
             "expected issuer is empty",
@@ -250,6 +320,15 @@ pub fn verify_access_token(
             "expected audience is empty",
         ));
     }
+    Ok(())
+}
+
+/// Structure, header, `kid` in `keys`, signature, `typ` and the claims' syntax: everything that
+/// depends only on the token's bytes and the key set.
+fn verify_signed_token(
+    token: &str,
+    keys: &KeySet,
+) -> Result<VerifiedAccessToken, AccessTokenError> {
     let unverified = Unverified::parse(token).map_err(AccessTokenError::Jws)?;
     if unverified.header().typ() != Some(ACCESS_TOKEN_TYP) {
         return Err(AccessTokenError::WrongType);
@@ -263,7 +342,20 @@ pub fn verify_access_token(
         .ok_or(AccessTokenError::Jws(JwsError::Malformed("kid is missing")))?
         .to_owned();
     let claims = parse_claims(&map)?;
+    Ok(VerifiedAccessToken {
+        kid,
+        claims,
+        ath: access_token_hash(token),
+    })
+}
 
+/// What depends on the verifier's expectations and clock.
+fn check_expectations(
+    claims: &AccessTokenClaims,
+    expect: &Expectations<'_>,
+) -> Result<(), AccessTokenError> {
+    let (expected_iss, expected_aud, now) = (expect.iss, expect.aud, expect.now);
+    let leeway_secs = expect.leeway_secs;
     if claims.iss != expected_iss {
         return Err(AccessTokenError::WrongIssuer);
     }
@@ -282,11 +374,7 @@ pub fn verify_access_token(
     if claims.iat > now.saturating_add(leeway) {
         return Err(AccessTokenError::IssuedInFuture);
     }
-    Ok(VerifiedAccessToken {
-        kid,
-        claims,
-        ath: access_token_hash(token),
-    })
+    Ok(())
 }
 
 fn parse_claims(map: &Map<String, Value>) -> Result<AccessTokenClaims, AccessTokenError> {
@@ -419,6 +507,9 @@ pub struct DpopPolicy<'a> {
     pub proof: ProofPolicy,
     /// Require proofs to carry a nonce from this key.
     pub nonce_key: Option<&'a NonceKey>,
+    /// Remember verified tokens here, so a token presented again costs no signature check
+    /// (see [`VerifiedTokenCache`]); `None`: verify every time.
+    pub token_cache: Option<&'a VerifiedTokenCache>,
 }
 
 /// Verifies a DPoP-bound request completely: the access token, then the proof against the
@@ -446,13 +537,17 @@ pub fn verify_dpop_request_pending(
     policy: &DpopPolicy<'_>,
     now: i64,
 ) -> Result<PendingReplayCheck<(VerifiedAccessToken, VerifiedProof)>, DpopError> {
-    let token = verify_access_token(
+    let expect = Expectations {
+        iss: policy.issuer,
+        aud: policy.audience,
+        now,
+        leeway_secs: policy.token_leeway_secs,
+    };
+    let token = verify_through(
         request.access_token,
         policy.keys,
-        policy.issuer,
-        policy.audience,
-        now,
-        policy.token_leeway_secs,
+        &expect,
+        policy.token_cache,
     )?;
     let pending = verify_proof(
         request.proof_headers,

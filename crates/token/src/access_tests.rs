@@ -750,6 +750,7 @@ fn policy(fx: &Fixture) -> DpopPolicy<'_> {
         token_leeway_secs: 0,
         proof: ProofPolicy::default(),
         nonce_key: None,
+        token_cache: None,
     }
 }
 
@@ -862,6 +863,7 @@ fn dpop_request_with_required_nonce() {
     let nonce_key = NonceKey::new([3; 32]);
     let policy = DpopPolicy {
         nonce_key: Some(&nonce_key),
+        token_cache: None,
         ..policy(&fx)
     };
     let token = issue(&fx);
@@ -1034,5 +1036,187 @@ proptest! {
     #[test]
     fn prop_verifier_never_panics(text in "[A-Za-z0-9_.=-]{0,200}") {
         let _ = verify(&text, shared_fixture());
+    }
+}
+
+// ---------------------------------------------------------------- verified-token cache
+
+fn verify_cached(
+    token: &str,
+    keys: &KeySet,
+    aud: &str,
+    now: i64,
+    cache: &VerifiedTokenCache,
+) -> Result<VerifiedAccessToken, AccessTokenError> {
+    verify_access_token_cached(token, keys, ISSUER, aud, now, 0, cache)
+}
+
+#[test]
+fn a_cached_token_is_remembered_once_verified_and_only_then() {
+    let fx = fixture();
+    let cache = VerifiedTokenCache::new(8);
+    let token = issue(&fx);
+    // A refused token (wrong audience) is not remembered.
+    assert!(matches!(
+        verify_cached(&token, &fx.keys, "https://other.example.com", NOW, &cache),
+        Err(AccessTokenError::WrongAudience)
+    ));
+    assert!(cache.is_empty());
+    let first = verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+    assert_eq!(cache.len(), 1);
+    let again = verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first, verify(&token, &fx).unwrap());
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn a_cache_hit_still_checks_audience_issuer_and_times() {
+    let fx = fixture();
+    let cache = VerifiedTokenCache::new(8);
+    let token = issue(&fx);
+    verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+    assert!(matches!(
+        verify_cached(&token, &fx.keys, "https://other.example.com", NOW, &cache),
+        Err(AccessTokenError::WrongAudience)
+    ));
+    assert!(matches!(
+        verify_access_token_cached(
+            &token,
+            &fx.keys,
+            "https://evil.example.com",
+            AUDIENCE,
+            NOW,
+            0,
+            &cache
+        ),
+        Err(AccessTokenError::WrongIssuer)
+    ));
+    // exp is NOW + 300, nbf and iat NOW - 10.
+    assert!(matches!(
+        verify_cached(&token, &fx.keys, AUDIENCE, NOW + 300, &cache),
+        Err(AccessTokenError::Expired)
+    ));
+    assert!(matches!(
+        verify_cached(&token, &fx.keys, AUDIENCE, NOW - 11, &cache),
+        Err(AccessTokenError::NotYetValid)
+    ));
+    assert!(matches!(
+        verify_access_token_cached(&token, &fx.keys, ISSUER, AUDIENCE, NOW, 0, &cache)
+            .map(|t| t.claims().jti.clone()),
+        Ok(jti) if jti == "token-1"
+    ));
+}
+
+#[test]
+fn a_key_removed_or_replaced_after_caching_invalidates_its_tokens() {
+    let fx = fixture();
+    let cache = VerifiedTokenCache::new(8);
+    let token = issue(&fx);
+    verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+
+    // The issuer key is rotated out of the set: the cached token is no longer accepted.
+    let mut without_key = KeySet::new();
+    without_key
+        .insert("es-1", fx.es.public_jwk().verifying_key().unwrap())
+        .unwrap();
+    assert!(matches!(
+        verify_cached(&token, &without_key, AUDIENCE, NOW, &cache),
+        Err(AccessTokenError::Jws(JwsError::UnknownKey))
+    ));
+    assert!(cache.is_empty());
+
+    // Cached again, then another key appears under the same kid: the signature is checked
+    // against the new key, and fails.
+    verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+    let mut swapped = KeySet::new();
+    let other = SigningKey::generate(Alg::EdDsa).unwrap();
+    swapped
+        .insert("ed-1", other.public_jwk().verifying_key().unwrap())
+        .unwrap();
+    assert!(matches!(
+        verify_cached(&token, &swapped, AUDIENCE, NOW, &cache),
+        Err(AccessTokenError::Jws(JwsError::BadSignature))
+    ));
+}
+
+#[test]
+fn the_cache_stays_within_its_capacity() {
+    let fx = fixture();
+    let cache = VerifiedTokenCache::new(16);
+    for i in 0..100 {
+        let mut c = claims(&fx);
+        c.jti = format!("token-{i}");
+        // Half of them expire early, so the sweep has something to drop.
+        if i % 2 == 0 {
+            c.exp = NOW + 1;
+        }
+        let token = issue_access_token(&fx.ed, "ed-1", &c).unwrap();
+        verify_cached(&token, &fx.keys, AUDIENCE, NOW + i64::from(i % 2), &cache).ok();
+        assert!(cache.len() <= 16, "{} tokens remembered", cache.len());
+    }
+    assert!(!cache.is_empty());
+}
+
+#[test]
+fn a_dpop_request_through_the_cache_is_checked_like_one_without() {
+    let fx = fixture();
+    let token = issue(&fx);
+    let token_cache = VerifiedTokenCache::new(8);
+    let replay = MemoryReplayCache::new(64);
+    let policy = DpopPolicy {
+        token_cache: Some(&token_cache),
+        ..policy(&fx)
+    };
+    for (i, key) in [&fx.client, &fx.client, &fx.es].into_iter().enumerate() {
+        let jti = format!("proof-{i}");
+        let proof = build_proof(key, "GET", URI, NOW, Some(&jti), Some(&token), None).unwrap();
+        let result = verify_dpop_request(&request(&token, &[&proof]), &policy, &replay, NOW);
+        if i < 2 {
+            result.unwrap();
+        } else {
+            // The token was served from the cache; the proof by another key is still refused.
+            assert!(matches!(result, Err(DpopError::KeyMismatch)), "{result:?}");
+        }
+    }
+    assert_eq!(token_cache.len(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever was cached before, a cached verification answers exactly as an uncached one.
+    #[test]
+    fn prop_cached_verification_agrees_with_uncached(
+        es in any::<bool>(),
+        mutate in prop::option::of((any::<prop::sample::Index>(), 0x21u8..0x7f)),
+        drop_key in any::<bool>(),
+        now_offset in -20i64..400,
+        other_aud in any::<bool>(),
+    ) {
+        let fx = shared_fixture();
+        let (kid, key) = if es { ("es-1", &fx.es) } else { ("ed-1", &fx.ed) };
+        let token = issue_access_token(key, kid, &claims(fx)).unwrap();
+        let cache = VerifiedTokenCache::new(4);
+        verify_cached(&token, &fx.keys, AUDIENCE, NOW, &cache).unwrap();
+
+        let presented = match mutate {
+            Some((index, replacement)) => {
+                let mut bytes = token.clone().into_bytes();
+                let i = index.index(bytes.len());
+                bytes[i] = replacement;
+                String::from_utf8(bytes).unwrap()
+            }
+            None => token.clone(),
+        };
+        let mut keys = KeySet::new();
+        if !drop_key {
+            keys.insert(kid, key.public_jwk().verifying_key().unwrap()).unwrap();
+        }
+        let aud = if other_aud { "https://other.example.com" } else { AUDIENCE };
+        let now = NOW + now_offset;
+        let uncached = verify_access_token(&presented, &keys, ISSUER, aud, now, 0);
+        let cached = verify_cached(&presented, &keys, aud, now, &cache);
+        prop_assert_eq!(format!("{uncached:?}"), format!("{cached:?}"));
     }
 }

@@ -42,11 +42,12 @@ pub mod jws;
 pub mod nonce;
 pub mod replay;
 pub mod status;
+pub mod token_cache;
 
 pub use access::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, DpopPolicy, DpopRequest, StatusListRef,
     VerifiedAccessToken, check_access_token_claims, issue_access_token, verify_access_token,
-    verify_dpop_request, verify_dpop_request_pending,
+    verify_access_token_cached, verify_dpop_request, verify_dpop_request_pending,
 };
 pub use dpop::{
     PROOF_TYP, ProofPolicy, ProofRequest, VerifiedProof, access_token_hash, build_proof,
@@ -65,6 +66,7 @@ pub use status::{
     StatusStapleClaims, TokenStatus, VerifiedStatusList, VerifiedStatusStaple, sign_status_list,
     sign_status_staple, verify_status_list, verify_status_staple,
 };
+pub use token_cache::{DEFAULT_TOKEN_CACHE_CAPACITY, VerifiedTokenCache};
 
 /// Parses `bytes` as one JSON object, refusing duplicate keys at any depth (the same strict
 /// parser tokens go through). For JWK sets and other untrusted JSON that holds keys: two
