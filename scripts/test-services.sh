@@ -113,6 +113,12 @@ _daas_services() (
     fi
     echo "export DAAS_TEST_POSTGRES_URL=postgres://daas:daas@${pg_host}:${pg_port}/postgres"
 
+    # ---------------------------------------------------------------- curl
+    # The README's token tour calls the protected sample service with curl, as a user would.
+    if ! command -v curl >/dev/null 2>&1; then
+        apt_install curl
+    fi
+
     # ---------------------------------------------------------------- Redis
     if ((want_redis)); then
         if ! { command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }; then

@@ -68,6 +68,8 @@ pub enum TokenCmd {
     Replace(crate::token_cmd::ReplaceArgs),
     /// Revoke a token by jti, or every token of a subject (admin)
     Revoke(crate::token_cmd::RevokeArgs),
+    /// Serve a DPoP-protected sample endpoint that answers with the identity it verified
+    Protect(crate::protect::ProtectArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -132,6 +132,14 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
         .context("cannot write to stdout")
 }
 
+/// Write a progress line to stderr (what long-running commands say about themselves) and flush.
+pub fn write_stderr(bytes: &[u8]) -> Result<()> {
+    let mut err = std::io::stderr().lock();
+    err.write_all(bytes)
+        .and_then(|()| err.flush())
+        .context("cannot write to stderr")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

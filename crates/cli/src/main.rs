@@ -11,6 +11,7 @@ mod bench_svid;
 mod cli;
 mod identity_docs;
 mod io;
+mod protect;
 mod token_cmd;
 
 use std::future::Future;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
     }
     init_tracing(matches!(
         cli.command,
-        Command::Server(_) | Command::Sensor(_)
+        Command::Server(_) | Command::Sensor(_) | Command::Token(TokenCmd::Protect(_))
     ));
     // The load generator runs on one thread (as wrk does): on a small machine shared with the
     // server under test, a second busy thread only takes CPU from the server and adds wake-ups.
@@ -305,6 +306,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCmd::Get(args)) => token_cmd::get(&args).await?,
         Command::Token(TokenCmd::Replace(args)) => token_cmd::replace(&args).await?,
         Command::Token(TokenCmd::Revoke(args)) => token_cmd::revoke(&args).await?,
+        Command::Token(TokenCmd::Protect(args)) => {
+            protect::protect(&args, shutdown_signal()?).await?;
+        }
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }

@@ -103,3 +103,39 @@ fn readme_identity_tour_runs_verbatim() {
         "the identity tour printed errors: {stderr}"
     );
 }
+
+/// Issue #4's "done when", with the real binaries: a protected service accepts the key holder,
+/// refuses the same token from a process without the key (and as a plain bearer), accepts a
+/// replacement after the first token is "lost", and refuses it within the status list's
+/// refresh after revocation.
+#[test]
+fn readme_token_tour_runs_verbatim() {
+    let (stdout, stderr) = run_block("token-tour");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    // keygen prints the thumbprint, which the protected service reports as the proof's key.
+    let thumbprint = lines[0];
+    assert_eq!(thumbprint.len(), 43, "{stdout}");
+    assert!(
+        lines[1].starts_with(r#"{"client_id":"app:shop","jkt":""#)
+            && lines[1].contains(thumbprint)
+            && lines[1].contains(r#""scope":"orders:read","sub":"app:shop""#)
+            && lines[1].ends_with(" 200"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains(r#""code":"invalid_dpop_proof""#) && lines[2].ends_with(" 401"),
+        "the thief: {stdout}"
+    );
+    assert_eq!(lines[3], "401", "plain bearer: {stdout}");
+    assert!(
+        lines[4].contains(r#""sub":"app:shop""#) && lines[4].ends_with(" 200"),
+        "the replacement: {stdout}"
+    );
+    assert_eq!(lines[5], r#"{"revoked": 1}"#, "{stdout}");
+    assert!(
+        lines[6].contains(r#""code":"invalid_token""#) && lines[6].ends_with(" 401"),
+        "after revocation: {stdout}"
+    );
+    assert!(stderr.is_empty(), "the token tour printed errors: {stderr}");
+}

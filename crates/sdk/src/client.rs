@@ -818,6 +818,15 @@ impl Client {
         Ok(body.to_vec())
     }
 
+    /// The keys that sign the Token Status List: the body of `GET /v1/token/status/jwks` (no
+    /// authentication), a JWK set for the caller to parse strictly.
+    pub async fn token_status_jwks(&self) -> Result<Vec<u8>> {
+        let body = self
+            .send_body(self.inner.http.get(self.url("/v1/token/status/jwks")))
+            .await?;
+        Ok(body.to_vec())
+    }
+
     /// The trust domain's bundle (any authenticated caller).
     pub async fn trust_bundle(&self) -> Result<TrustBundle> {
         self.send_json(self.request(Method::GET, "/v1/identity/bundle"))
