@@ -1,6 +1,13 @@
-//! JWK sets (RFC 7517 §5) into [`KeySet`]s: the issuer's published keys, or the status keys.
+//! JWK sets (RFC 7517 §5) into [`KeySet`]s: the issuer's published keys, or the status keys;
+//! and [`RemoteKeySet`], an issuer's JWK set fetched from its URL and kept fresh, so that a
+//! resource server follows the issuer's key rotations without a restart.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use daas_token::{KeySet, PublicJwk, parse_strict_json_object};
+
+use crate::BoxFuture;
+use crate::status::FetchError;
 
 /// A JWK set could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +48,167 @@ pub fn key_set_from_jwks(bytes: &[u8]) -> Result<KeySet, JwksError> {
         set.insert(kid, verifying).map_err(JwksError::Key)?;
     }
     Ok(set)
+}
+
+/// Where JWK sets come from; injectable so tests can rotate keys and simulate outages.
+/// [`crate::HttpStatusFetcher`] implements it over HTTPS.
+pub trait JwksFetcher: Send + Sync + core::fmt::Debug {
+    /// Fetches the JWK set document at `url`.
+    ///
+    /// # Errors
+    /// [`FetchError`].
+    fn fetch_jwks<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, FetchError>>;
+}
+
+/// Fetching or parsing a remote JWK set failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteJwksError {
+    /// The document could not be fetched.
+    #[error("cannot fetch the jwk set: {0}")]
+    Fetch(FetchError),
+    /// The document is not an acceptable JWK set.
+    #[error(transparent)]
+    Jwks(JwksError),
+}
+
+/// Default: fetch the set again after this long, even if nothing asked for a new key.
+pub const DEFAULT_JWKS_MAX_AGE_SECS: i64 = 300;
+/// Default: at most one fetch for an unknown `kid` per this many seconds.
+pub const DEFAULT_JWKS_MIN_GAP_SECS: i64 = 30;
+
+#[derive(Debug)]
+struct Fetched {
+    keys: Arc<KeySet>,
+    /// When `keys` was fetched.
+    fetched_at: i64,
+    /// When a fetch was last tried (successful or not).
+    tried_at: i64,
+}
+
+/// An issuer's JWK set at a URL, fetched at start and again
+///
+/// * every [`DEFAULT_JWKS_MAX_AGE_SECS`] (on the next request after that), and
+/// * when a token names a `kid` the set does not hold (a new key after a rotation), at most
+///   once per [`DEFAULT_JWKS_MIN_GAP_SECS`]: a stream of tokens with invented `kid`s cannot
+///   turn the resource server into a load generator against the issuer.
+///
+/// A failed refresh keeps the last good set (and is logged): tokens signed by keys it holds
+/// keep working through an issuer outage, new keys arrive once it is back. One fetch runs at a
+/// time. Give it to [`crate::DpopConfig::with_remote_keys`].
+#[derive(Debug)]
+pub struct RemoteKeySet {
+    url: String,
+    fetcher: Arc<dyn JwksFetcher>,
+    state: Mutex<Fetched>,
+    refresh: tokio::sync::Mutex<()>,
+    max_age_secs: i64,
+    min_gap_secs: i64,
+}
+
+impl RemoteKeySet {
+    /// Fetches the set at `url` now; it must be usable.
+    ///
+    /// # Errors
+    /// [`RemoteJwksError`] if the first fetch fails or the set is not acceptable.
+    pub async fn fetch(
+        url: impl Into<String>,
+        fetcher: Arc<dyn JwksFetcher>,
+        now: i64,
+    ) -> Result<Self, RemoteJwksError> {
+        let url = url.into();
+        let keys = Self::load(&url, fetcher.as_ref()).await?;
+        Ok(Self {
+            url,
+            fetcher,
+            state: Mutex::new(Fetched {
+                keys: Arc::new(keys),
+                fetched_at: now,
+                tried_at: now,
+            }),
+            refresh: tokio::sync::Mutex::new(()),
+            max_age_secs: DEFAULT_JWKS_MAX_AGE_SECS,
+            min_gap_secs: DEFAULT_JWKS_MIN_GAP_SECS,
+        })
+    }
+
+    /// Sets how long a fetched set is used before it is fetched again, and the least time
+    /// between two fetches for unknown `kid`s (both at least 1 s).
+    #[must_use]
+    pub fn with_intervals(mut self, max_age_secs: u32, min_gap_secs: u32) -> Self {
+        self.max_age_secs = i64::from(max_age_secs.max(1));
+        self.min_gap_secs = i64::from(min_gap_secs.max(1));
+        self
+    }
+
+    async fn load(url: &str, fetcher: &dyn JwksFetcher) -> Result<KeySet, RemoteJwksError> {
+        let bytes = fetcher
+            .fetch_jwks(url)
+            .await
+            .map_err(RemoteJwksError::Fetch)?;
+        key_set_from_jwks(&bytes).map_err(RemoteJwksError::Jwks)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Fetched> {
+        // The state is replaced field by field under the lock; every value is usable alone.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The set as last fetched, without fetching.
+    #[must_use]
+    pub fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.lock().keys)
+    }
+
+    /// The set to verify with at `now`: fetched again first if it is older than the max age.
+    pub(crate) async fn keys(&self, now: i64) -> Arc<KeySet> {
+        let due = {
+            let state = self.lock();
+            now >= state.fetched_at.saturating_add(self.max_age_secs)
+                && now
+                    >= state
+                        .tried_at
+                        .saturating_add(self.min_gap_secs.min(self.max_age_secs))
+        };
+        if due {
+            self.refresh(now, "max age reached").await;
+        }
+        self.current()
+    }
+
+    /// After a token named a `kid` not in the set: fetches the set again unless that was done
+    /// less than the min gap ago; returns the new set if one was fetched.
+    pub(crate) async fn refresh_for_unknown_kid(&self, now: i64) -> Option<Arc<KeySet>> {
+        let allowed = now >= self.lock().tried_at.saturating_add(self.min_gap_secs);
+        if allowed && self.refresh(now, "unknown kid").await {
+            Some(self.current())
+        } else {
+            None
+        }
+    }
+
+    /// Fetches once (single flight); whether a new set was installed.
+    async fn refresh(&self, now: i64, why: &str) -> bool {
+        let tried_before = self.lock().tried_at;
+        let _single_flight = self.refresh.lock().await;
+        if self.lock().tried_at != tried_before {
+            // Another request fetched while this one waited: use its result.
+            return true;
+        }
+        self.lock().tried_at = now;
+        match Self::load(&self.url, self.fetcher.as_ref()).await {
+            Ok(keys) => {
+                let mut state = self.lock();
+                state.keys = Arc::new(keys);
+                state.fetched_at = now;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, why, error = %e, "issuer jwk set refresh failed; keeping the last good set");
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! carries a fixed message per code; the precise reason goes to the [`AuditHook`] only, and
 //! never the token or proof.
 
+use crate::jwks::RemoteKeySet;
 use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::status::{StatusCheckError, StatusChecker, normalized_origin};
 use crate::{Clock, SystemClock};
@@ -30,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use core::fmt;
 use core::task::{Context, Poll};
 use daas_token::{
-    DpopError, DpopPolicy, DpopRequest, ErrorCode, Fault, KeySet, NonceKey, ProofPolicy,
-    TokenStatus, VerifiedAccessToken, VerifiedProof, VerifiedTokenCache,
+    AccessTokenError, DpopError, DpopPolicy, DpopRequest, ErrorCode, Fault, JwsError, KeySet,
+    NonceKey, ProofPolicy, TokenStatus, VerifiedAccessToken, VerifiedProof, VerifiedTokenCache,
     verify_dpop_request_pending,
 };
 use http::request::Parts;
@@ -185,7 +186,7 @@ impl AuditHook for TracingAudit {
 pub struct DpopConfig {
     issuer: String,
     audience: String,
-    keys: KeySet,
+    keys: IssuerKeys,
     origin: String,
     replay: Arc<dyn ReplayStore>,
     nonce: Option<NonceKey>,
@@ -195,6 +196,13 @@ pub struct DpopConfig {
     token_cache: Option<VerifiedTokenCache>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditHook>,
+}
+
+/// The issuer keys tokens are verified with.
+#[derive(Debug)]
+enum IssuerKeys {
+    Fixed(Arc<KeySet>),
+    Remote(Arc<RemoteKeySet>),
 }
 
 impl DpopConfig {
@@ -226,7 +234,7 @@ impl DpopConfig {
         Ok(Self {
             issuer,
             audience,
-            keys: issuer_keys,
+            keys: IssuerKeys::Fixed(Arc::new(issuer_keys)),
             origin,
             replay: Arc::new(MemoryReplayStore::new(DEFAULT_REPLAY_CAPACITY)),
             nonce: None,
@@ -237,6 +245,15 @@ impl DpopConfig {
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingAudit),
         })
+    }
+
+    /// Verifies tokens with the issuer's JWK set fetched from its URL and kept fresh (new keys
+    /// after a rotation are picked up without a restart) instead of the fixed set given to
+    /// [`DpopConfig::new`].
+    #[must_use]
+    pub fn with_remote_keys(mut self, keys: Arc<RemoteKeySet>) -> Self {
+        self.keys = IssuerKeys::Remote(keys);
+        self
     }
 
     /// Uses `store` for replay detection (e.g. a [`crate::RedisReplayStore`] shared by replicas).
@@ -329,17 +346,34 @@ impl DpopConfig {
             method,
             uri: &uri,
         };
-        let policy = DpopPolicy {
-            keys: &self.keys,
-            issuer: &self.issuer,
-            audience: &self.audience,
-            token_leeway_secs: self.token_leeway_secs,
-            proof: self.proof,
-            nonce_key: self.nonce.as_ref(),
-            token_cache: self.token_cache.as_ref(),
+        let verify = |keys: &KeySet| {
+            let policy = DpopPolicy {
+                keys,
+                issuer: &self.issuer,
+                audience: &self.audience,
+                token_leeway_secs: self.token_leeway_secs,
+                proof: self.proof,
+                nonce_key: self.nonce.as_ref(),
+                token_cache: self.token_cache.as_ref(),
+            };
+            verify_dpop_request_pending(&request, &policy, now)
         };
-        let pending =
-            verify_dpop_request_pending(&request, &policy, now).map_err(Rejection::Dpop)?;
+        let pending = match &self.keys {
+            IssuerKeys::Fixed(keys) => verify(keys.as_ref()),
+            IssuerKeys::Remote(remote) => match verify(remote.keys(now).await.as_ref()) {
+                // A key the set does not hold yet may be the issuer's new key: fetch once more.
+                Err(DpopError::AccessToken(AccessTokenError::Jws(JwsError::UnknownKey))) => {
+                    match remote.refresh_for_unknown_kid(now).await {
+                        Some(keys) => verify(keys.as_ref()),
+                        None => Err(DpopError::AccessToken(AccessTokenError::Jws(
+                            JwsError::UnknownKey,
+                        ))),
+                    }
+                }
+                other => other,
+            },
+        }
+        .map_err(Rejection::Dpop)?;
         let fresh = self
             .replay
             .insert_if_absent(pending.replay_key(), pending.expires_at(), now)

@@ -42,7 +42,7 @@ pub mod layer;
 pub mod replay;
 pub mod status;
 
-pub use jwks::{JwksError, key_set_from_jwks};
+pub use jwks::{JwksError, JwksFetcher, RemoteJwksError, RemoteKeySet, key_set_from_jwks};
 pub use layer::{
     AuditHook, Authenticated, ConfigError, DpopConfig, DpopLayer, DpopService, Rejection,
     TracingAudit,

@@ -110,33 +110,61 @@ impl HttpStatusFetcher {
     }
 }
 
+impl HttpStatusFetcher {
+    /// GET `uri` with `accept`: 200 only, no redirects, at most `limit` bytes.
+    async fn get_capped(
+        &self,
+        uri: &str,
+        accept: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        let mut response = self
+            .client
+            .get(uri)
+            .header(http::header::ACCEPT, accept)
+            .send()
+            .await
+            .map_err(|_| FetchError::Unreachable)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(FetchError::HttpStatus(response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|_| FetchError::Unreachable)?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
 impl StatusFetcher for HttpStatusFetcher {
     fn fetch<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<String, FetchError>> {
         Box::pin(async move {
-            let mut response = self
-                .client
-                .get(uri)
-                .header(http::header::ACCEPT, "application/statuslist+jwt")
-                .send()
-                .await
-                .map_err(|_| FetchError::Unreachable)?;
-            if response.status() != http::StatusCode::OK {
-                return Err(FetchError::HttpStatus(response.status().as_u16()));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|_| FetchError::Unreachable)?
-            {
-                if body.len() + chunk.len() > MAX_STATUS_LIST_TOKEN_LEN {
-                    return Err(FetchError::TooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = self
+                .get_capped(uri, "application/statuslist+jwt", MAX_STATUS_LIST_TOKEN_LEN)
+                .await?;
             let text = String::from_utf8(body).map_err(|_| FetchError::NotText)?;
             Ok(text.trim_end().to_owned())
         })
+    }
+}
+
+/// The largest JWK set document fetched.
+const MAX_JWKS_LEN: usize = 64 * 1024;
+
+impl crate::jwks::JwksFetcher for HttpStatusFetcher {
+    fn fetch_jwks<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, FetchError>> {
+        Box::pin(self.get_capped(
+            url,
+            "application/jwk-set+json, application/json",
+            MAX_JWKS_LEN,
+        ))
     }
 }
 

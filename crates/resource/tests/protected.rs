@@ -18,8 +18,8 @@ mod example;
 mod protected {
     use super::example;
     use daas_resource::{
-        AuditHook, BoxFuture, DpopConfig, FetchError, ManualClock, MemoryReplayStore,
-        RedisReplayStore, Rejection, ReplayStore, StatusChecker, StatusFetcher,
+        AuditHook, BoxFuture, DpopConfig, FetchError, JwksFetcher, ManualClock, MemoryReplayStore,
+        RedisReplayStore, Rejection, RemoteKeySet, ReplayStore, StatusChecker, StatusFetcher,
     };
     use daas_token::{
         AccessTokenClaims, Alg, Bits, KeySet, NonceKey, ReplayCacheError, ReplayKey, SigningKey,
@@ -489,6 +489,111 @@ mod protected {
             .await
             .assert_rejected("invalid_token");
         assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    /// An issuer JWK set the test rotates; `None` is an outage.
+    #[derive(Debug, Default)]
+    struct FakeJwks {
+        document: Mutex<Option<String>>,
+        fetches: AtomicUsize,
+    }
+
+    impl FakeJwks {
+        fn publish(&self, keys: &[(&str, &SigningKey)]) {
+            let keys: Vec<serde_json::Value> = keys
+                .iter()
+                .map(|(kid, key)| {
+                    let mut jwk: serde_json::Value =
+                        serde_json::from_str(&key.public_jwk().to_json()).unwrap();
+                    jwk["kid"] = (*kid).into();
+                    jwk
+                })
+                .collect();
+            *self.document.lock().unwrap() = Some(serde_json::json!({ "keys": keys }).to_string());
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+    }
+
+    impl JwksFetcher for FakeJwks {
+        fn fetch_jwks<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, FetchError>> {
+            assert_eq!(url, "https://issuer.example.com/.well-known/jwks.json");
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let document = self.document.lock().unwrap().clone();
+            Box::pin(async move {
+                document
+                    .map(String::into_bytes)
+                    .ok_or(FetchError::Unreachable)
+            })
+        }
+    }
+
+    /// A resource server with the issuer's JWK set by URL follows a rotation without a restart:
+    /// a token by the new key triggers one fetch; invented kids do not make it fetch more than
+    /// once per min gap; a key retired from the set stops verifying (even tokens it verified
+    /// before, which the verified-token cache remembers); an outage keeps the last good set.
+    #[tokio::test]
+    async fn remote_issuer_keys_follow_rotation_without_a_restart() {
+        let fx = fixture();
+        let new_key = SigningKey::generate(Alg::Es256).unwrap();
+        let jwks = Arc::new(FakeJwks::default());
+        jwks.publish(&[("issuer-1", &fx.issuer)]);
+        use daas_resource::Clock as _;
+        let remote = RemoteKeySet::fetch(
+            "https://issuer.example.com/.well-known/jwks.json",
+            Arc::clone(&jwks) as _,
+            fx.clock.now(),
+        )
+        .await
+        .unwrap()
+        .with_intervals(300, 30);
+        let remote = Arc::new(remote);
+        let origin = serve(|origin| fx.config(origin).with_remote_keys(Arc::clone(&remote))).await;
+        let url = format!("{origin}/v1/hello");
+        let call = |token: String| {
+            let proof = fx.proof(&fx.client, "GET", &url, &token);
+            let url = url.clone();
+            async move { dpop_get(&url, &token, &proof).await }
+        };
+        let old_token = fx.token(None);
+        assert_eq!(call(old_token.clone()).await.status, 200);
+        assert_eq!(jwks.fetches(), 1);
+
+        // The issuer rotates: the new key is published beside the old one.
+        jwks.publish(&[("issuer-1", &fx.issuer), ("issuer-2", &new_key)]);
+        let new_token = issue_access_token(&new_key, "issuer-2", &fx_claims(&fx)).unwrap();
+        fx.clock.advance(31);
+        let answer = call(new_token.clone()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(jwks.fetches(), 2, "one fetch for the unknown kid");
+
+        // Invented kids: refused, and at most one fetch per min gap.
+        let forged = issue_access_token(&new_key, "issuer-9", &fx_claims(&fx)).unwrap();
+        for _ in 0..5 {
+            call(forged.clone()).await.assert_rejected("invalid_token");
+        }
+        assert_eq!(jwks.fetches(), 2, "within the min gap of the last fetch");
+        fx.clock.advance(30);
+        call(forged.clone()).await.assert_rejected("invalid_token");
+        assert_eq!(jwks.fetches(), 3);
+
+        // The old key is retired; after the max age the set is fetched again and its tokens,
+        // though cached as verified, are refused.
+        jwks.publish(&[("issuer-2", &new_key)]);
+        assert_eq!(call(old_token.clone()).await.status, 200);
+        fx.clock.advance(300);
+        call(old_token.clone())
+            .await
+            .assert_rejected("invalid_token");
+        assert_eq!(jwks.fetches(), 4);
+
+        // The issuer is down: the last good set is kept.
+        *jwks.document.lock().unwrap() = None;
+        fx.clock.advance(301);
+        assert_eq!(call(new_token.clone()).await.status, 200);
+        assert_eq!(jwks.fetches(), 5);
     }
 
     #[tokio::test]
