@@ -70,20 +70,13 @@ pub async fn safe(args: BenchArgs) -> Result<()> {
     };
 
     let mut rows = Vec::new();
-    for &connections in &args.connections {
-        let run = run_once(&factory, connections, args.duration, &payload, args.op).await?;
+    for &connections in &args.load.connections {
+        let run = run_once(&factory, connections, args.load.duration, &payload, args.op).await?;
         for (op, hist) in [("encrypt", &run.encrypt), ("decrypt", &run.decrypt)] {
             if hist.is_empty() {
                 continue;
             }
-            rows.push(Row {
-                target: factory.label(),
-                op,
-                connections,
-                ops_per_sec: hist.len() as f64 / run.elapsed.as_secs_f64(),
-                p50_ms: hist.value_at_quantile(0.50) as f64 / 1000.0,
-                p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
-            });
+            rows.push(Row::of(factory.label(), op, connections, hist, run.elapsed));
         }
     }
     crate::io::write_stdout(render_table(&rows).as_bytes())
@@ -96,6 +89,83 @@ pub(crate) struct Row {
     pub(crate) ops_per_sec: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
+}
+
+impl Row {
+    /// The row of `hist`, the latencies of the operations completed in `elapsed`.
+    pub(crate) fn of(
+        target: &'static str,
+        op: &'static str,
+        connections: u32,
+        hist: &Histogram<u64>,
+        elapsed: Duration,
+    ) -> Self {
+        Self {
+            target,
+            op,
+            connections,
+            ops_per_sec: hist.len() as f64 / elapsed.as_secs_f64(),
+            p50_ms: hist.value_at_quantile(0.50) as f64 / 1000.0,
+            p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
+}
+
+/// One worker of a single-operation load (`bench svid`, `bench token`): owns its connection
+/// and repeats [`Self::once`], which must fail on any answer but the expected one.
+pub(crate) trait LoadWorker: Send + 'static {
+    /// Client-side work for the next operation, done outside its latency (default: none).
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn once(&mut self) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// Warm every worker up with one operation (so TLS handshakes are not measured), then run
+/// them all concurrently for `duration`. Returns the merged latencies, the elapsed time and the
+/// workers (for whatever they counted on the side).
+pub(crate) async fn measure<W: LoadWorker>(
+    label: &str,
+    mut workers: Vec<W>,
+    duration: Duration,
+    unit: &'static str,
+) -> Result<(Histogram<u64>, Duration, Vec<W>)> {
+    for worker in &mut workers {
+        worker.prepare()?;
+        worker.once().await?;
+    }
+    let connections = u32::try_from(workers.len()).unwrap_or(u32::MAX);
+    let ops = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(label, connections, duration);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = JoinSet::new();
+    for mut worker in workers {
+        let ops = Arc::clone(&ops);
+        tasks.spawn(async move {
+            let mut hist = histogram()?;
+            while Instant::now() < deadline {
+                worker.prepare()?;
+                let t = Instant::now();
+                worker.once().await?;
+                hist.saturating_record(micros(t.elapsed()));
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>((hist, worker))
+        });
+    }
+    let mut all = histogram()?;
+    let mut done = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        let (hist, worker) = joined.context("a benchmark worker panicked")??;
+        all.add(&hist)
+            .map_err(|_| anyhow!("cannot merge latency histograms"))?;
+        done.push(worker);
+        bar.set_message(format!("{} {unit}", ops.load(Ordering::Relaxed)));
+    }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    Ok((all, elapsed, done))
 }
 
 pub(crate) fn render_table(rows: &[Row]) -> String {
@@ -296,6 +366,24 @@ impl RawTarget {
     }
 
     fn daas(config: &ClientConfig, payload: &[u8]) -> Result<Self> {
+        let encrypt_body = serde_json::to_vec(&serde_json::json!({
+            "plaintext": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+        }))?;
+        Self::daas_endpoint(
+            config,
+            "/v1/safe/encrypt",
+            "/v1/safe/decrypt",
+            encrypt_body.into(),
+        )
+    }
+
+    /// The daas server of `config` (bearer credential, TLS trusting its CA) with these paths.
+    pub(crate) fn daas_endpoint(
+        config: &ClientConfig,
+        encrypt_path: &'static str,
+        decrypt_path: &'static str,
+        encrypt_body: bytes::Bytes,
+    ) -> Result<Self> {
         let url = reqwest::Url::parse(config.addr.trim())
             .map_err(|e| anyhow!("invalid DAAS_ADDR: {e}"))?;
         if url.scheme() != "https" {
@@ -313,18 +401,15 @@ impl RawTarget {
             HeaderValue::from_str(&format!("Bearer {}", config.token.expose().trim()))
                 .map_err(|_| anyhow!("the token contains invalid characters"))?;
         authorization.set_sensitive(true);
-        let encrypt_body = serde_json::to_vec(&serde_json::json!({
-            "plaintext": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
-        }))?;
         Ok(Self {
             host,
             port,
             tls: Some((server_name, Arc::new(tls))),
             auth_header: hyper::header::AUTHORIZATION,
             auth_value: authorization,
-            encrypt_path: "/v1/safe/encrypt",
-            decrypt_path: "/v1/safe/decrypt",
-            encrypt_body: encrypt_body.into(),
+            encrypt_path,
+            decrypt_path,
+            encrypt_body,
         })
     }
 
@@ -343,8 +428,16 @@ impl RawTarget {
             }
             None => http1_handshake(tcp).await?,
         };
+        // With the port (RFC 9110 §7.2): a daas server derives its token issuer from it.
+        let host_header = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
         Ok(RawConnection {
             sender: tokio::sync::Mutex::new(sender),
+            host_header: HeaderValue::from_str(&host_header)
+                .map_err(|_| anyhow!("the address has an invalid host name"))?,
             target: self.clone(),
         })
     }
@@ -401,7 +494,8 @@ where
 /// One keep-alive connection of a raw worker.
 pub(crate) struct RawConnection {
     sender: tokio::sync::Mutex<RawSender>,
-    target: RawTarget,
+    host_header: HeaderValue,
+    pub(crate) target: RawTarget,
 }
 
 impl RawConnection {
@@ -411,11 +505,25 @@ impl RawConnection {
         path: &'static str,
         body: bytes::Bytes,
     ) -> Result<(hyper::StatusCode, bytes::Bytes)> {
+        self.post_with(path, body, None).await
+    }
+
+    /// [`Self::post`] with one more request header.
+    pub(crate) async fn post_with(
+        &self,
+        path: &'static str,
+        body: bytes::Bytes,
+        extra: Option<(&'static str, HeaderValue)>,
+    ) -> Result<(hyper::StatusCode, bytes::Bytes)> {
         use http_body_util::BodyExt as _;
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, self.target.host.as_str())
+        let mut request = hyper::Request::post(path)
+            .header(hyper::header::HOST, self.host_header.clone())
             .header(&self.target.auth_header, self.target.auth_value.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        let request = request
             .body(http_body_util::Full::new(body))
             .map_err(|e| anyhow!("cannot build the request: {e}"))?;
         let mut sender = self.sender.lock().await;
@@ -719,7 +827,10 @@ impl Worker {
     }
 }
 
-fn daas_json<T: serde::de::DeserializeOwned>(status: hyper::StatusCode, body: &[u8]) -> Result<T> {
+pub(crate) fn daas_json<T: serde::de::DeserializeOwned>(
+    status: hyper::StatusCode,
+    body: &[u8],
+) -> Result<T> {
     #[derive(Deserialize)]
     struct Detail {
         code: String,

@@ -6,17 +6,14 @@
 //! keep-alive connection per worker, one pre-built body); every answer must be a 200 (anything
 //! else stops the run).
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
 use daas_sdk::{Client, ClientConfig, SecretString};
-use hdrhistogram::Histogram;
-use tokio::task::JoinSet;
 
-use crate::bench::{RawConnection, RawTarget, Row, histogram, micros, progress_bar, render_table};
+use crate::bench::{LoadWorker, RawConnection, RawTarget, Row, measure, render_table};
 use crate::cli::{BenchSvidArgs, BenchTarget};
 
 /// The SPIFFE ID both targets issue.
@@ -42,16 +39,13 @@ pub async fn svid(args: BenchSvidArgs) -> Result<()> {
         }
     };
     let mut rows = Vec::new();
-    for &connections in &args.connections {
-        let (hist, elapsed) = run_once(label, &target, connections, args.duration).await?;
-        rows.push(Row {
-            target: label,
-            op: "svid",
-            connections,
-            ops_per_sec: hist.len() as f64 / elapsed.as_secs_f64(),
-            p50_ms: hist.value_at_quantile(0.50) as f64 / 1000.0,
-            p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
-        });
+    for &connections in &args.load.connections {
+        let mut workers = Vec::new();
+        for _ in 0..connections {
+            workers.push(target.connect().await?);
+        }
+        let (hist, elapsed, _) = measure(label, workers, args.load.duration, "issued").await?;
+        rows.push(Row::of(label, "svid", connections, &hist, elapsed));
     }
     crate::io::write_stdout(render_table(&rows).as_bytes())
 }
@@ -204,59 +198,18 @@ async fn openbao_setup(addr: &str, token: &SecretString) -> Result<RawTarget> {
     })
 }
 
-async fn issue(conn: &RawConnection, target: &RawTarget) -> Result<()> {
-    let (status, body) = conn
-        .post(target.encrypt_path, target.encrypt_body.clone())
-        .await?;
-    if status != hyper::StatusCode::OK {
-        bail!(
-            "issuance answered {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)])
-        );
+/// One issuance of the pre-built request; anything but a 200 stops the run.
+impl LoadWorker for RawConnection {
+    async fn once(&mut self) -> Result<()> {
+        let (status, body) = self
+            .post(self.target.encrypt_path, self.target.encrypt_body.clone())
+            .await?;
+        if status != hyper::StatusCode::OK {
+            bail!(
+                "issuance answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        Ok(())
     }
-    Ok(())
-}
-
-async fn run_once(
-    label: &str,
-    target: &RawTarget,
-    connections: u32,
-    duration: Duration,
-) -> Result<(Histogram<u64>, Duration)> {
-    // Connect and warm up (one issuance each), so TLS handshakes are not measured.
-    let mut conns = Vec::new();
-    for _ in 0..connections {
-        let conn = target.connect().await?;
-        issue(&conn, target).await?;
-        conns.push(conn);
-    }
-    let ops = Arc::new(AtomicU64::new(0));
-    let bar = progress_bar(label, connections, duration);
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = JoinSet::new();
-    for conn in conns {
-        let (target, ops) = (target.clone(), Arc::clone(&ops));
-        tasks.spawn(async move {
-            let mut hist = histogram()?;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                issue(&conn, &target).await?;
-                hist.record(micros(t.elapsed()))
-                    .map_err(|_| anyhow!("latency out of range"))?;
-                ops.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, anyhow::Error>(hist)
-        });
-    }
-    let mut all = histogram()?;
-    while let Some(joined) = tasks.join_next().await {
-        let hist = joined.context("a benchmark worker panicked")??;
-        all.add(&hist)
-            .map_err(|_| anyhow!("cannot merge latency histograms"))?;
-        bar.set_message(format!("{} issued", ops.load(Ordering::Relaxed)));
-    }
-    let elapsed = start.elapsed();
-    bar.finish_and_clear();
-    Ok((all, elapsed))
 }

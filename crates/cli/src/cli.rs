@@ -340,10 +340,13 @@ pub enum BenchCmd {
     Safe(BenchArgs),
     /// X.509-SVID issuance load, as sensors request it (or OpenBao PKI signing the same CSR)
     Svid(BenchSvidArgs),
+    /// DPoP-bound access token issuance load (`POST /v1/token`, a fresh proof per request)
+    Token(BenchTokenArgs),
 }
 
+/// How many connections and for how long: shared by every `daas bench` load.
 #[derive(Debug, Args)]
-pub struct BenchSvidArgs {
+pub struct LoadArgs {
     /// Concurrent connections (one worker each); one run per value
     #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,16",
           value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -351,6 +354,24 @@ pub struct BenchSvidArgs {
     /// Duration of each run (e.g. 10s, 500ms, 2m)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTokenArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Audience of the issued tokens
+    #[arg(long, value_name = "AUD", default_value = "https://bench.daas.local")]
+    pub aud: String,
+    /// Scope of the issued tokens (space-separated)
+    #[arg(long, value_name = "S")]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSvidArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// System under test (daas: admin credentials from DAAS_ADDR, DAAS_TOKEN, DAAS_CACERT)
     #[arg(long, value_enum, default_value_t = BenchTarget::Daas)]
     pub target: BenchTarget,
@@ -382,13 +403,8 @@ pub enum BenchOp {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Concurrent connections (one worker each); one run per value
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,16",
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub connections: Vec<u32>,
-    /// Duration of each run (e.g. 10s, 500ms, 2m)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Plaintext size in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 1024)]
     pub size: usize,

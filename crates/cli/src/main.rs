@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_svid;
+mod bench_token;
 mod cli;
 mod identity_docs;
 mod io;
@@ -311,6 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
+        Command::Bench(BenchCmd::Token(args)) => bench_token::token(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

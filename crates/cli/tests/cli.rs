@@ -53,6 +53,7 @@ fn help_snapshots() {
         "daas-identity-instance--help.txt",
         &["identity", "instance", "--help"],
     );
+    check_snapshot("daas-bench-token--help.txt", &["bench", "token", "--help"]);
     for sub in ["keygen", "proof", "verify", "get", "replace", "revoke"] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),
@@ -613,6 +614,53 @@ fn bench_safe_loads_a_server_and_reports_a_table() {
     let run = srv.run(&["bench", "safe", "--http1"], b"");
     let err = run.expect_failure("--http1 with the raw client");
     assert!(err.contains("--client sdk"), "{err}");
+}
+
+/// `daas bench token` issues real DPoP-bound tokens from a dev server at 1 and 2 connections
+/// and prints its table: a `token` row and a `proof` row (the client's proof building) per run.
+/// Every token it counted is in the audit log (no timing assertions).
+#[test]
+fn bench_token_issues_tokens_and_reports_a_table() {
+    let srv = DevServer::start();
+    let out = srv
+        .run(
+            &[
+                "bench",
+                "token",
+                "--duration",
+                "300ms",
+                "--connections",
+                "1,2",
+            ],
+            b"",
+        )
+        .stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("target"), "{out}");
+    assert_eq!(lines.len(), 5, "{out}");
+    let mut issued = 0.0;
+    for (i, line) in lines[1..].iter().enumerate() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let expected = if i % 2 == 0 {
+            ("daas", "token")
+        } else {
+            ("client", "proof")
+        };
+        assert_eq!((cols[0], cols[1]), expected, "{line}");
+        assert_eq!(cols[2], if i < 2 { "1" } else { "2" }, "{line}");
+        let rate: f64 = cols[3].parse().unwrap();
+        assert!(rate > 0.0, "nothing measured: {line}");
+        if i % 2 == 0 {
+            issued += rate * 0.3;
+        }
+    }
+    // The load was real: every issuance is audited (warm-ups included, so at least as many).
+    let audit = srv
+        .run(&["audit", "list", "--limit", "1000"], b"")
+        .stdout_str();
+    let audited = audit.lines().filter(|l| l.contains("token.issue")).count();
+    assert!(audited >= 3, "{audit}");
+    assert!(issued >= 1.0, "{out}");
 }
 
 /// `daas node token create` and `daas entry create|list|delete` (issue #3 interface).
