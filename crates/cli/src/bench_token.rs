@@ -38,15 +38,13 @@ pub async fn token(args: BenchTokenArgs) -> Result<()> {
                     .map_err(|e| anyhow!("cannot make a proof key: {e}"))?,
                 url: url.clone(),
                 proof: None,
-                proof_ns: Histogram::new(3)
-                    .map_err(|e| anyhow!("cannot create a histogram: {e:?}"))?,
+                proof_ns: proof_histogram()?,
             });
         }
         let (hist, elapsed, workers) =
             measure("daas", workers, args.load.duration, "tokens").await?;
         rows.push(Row::of("daas", "token", connections, &hist, elapsed));
-        let mut proofs =
-            Histogram::<u64>::new(3).map_err(|e| anyhow!("cannot create a histogram: {e:?}"))?;
+        let mut proofs = proof_histogram()?;
         for w in &workers {
             proofs
                 .add(&w.proof_ns)
@@ -55,6 +53,13 @@ pub async fn token(args: BenchTokenArgs) -> Result<()> {
         rows.push(proof_row(connections, &proofs));
     }
     crate::io::write_stdout(render_table(&rows).as_bytes())
+}
+
+/// Proof-building times in ns, 1 ns to 10 s. Bounded: `saturating_record` on an unbounded
+/// (auto-resizing) histogram would clamp every value to its initial range.
+fn proof_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 3)
+        .map_err(|e| anyhow!("cannot create a histogram: {e:?}"))
 }
 
 /// The client's proof building: per second of one core, and the time to build one.
@@ -129,7 +134,7 @@ mod tests {
 
     #[test]
     fn proof_rows_are_per_core_rates() {
-        let mut h = Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut h = proof_histogram().unwrap_or_else(|e| panic!("{e:?}"));
         for ns in [40_000, 40_000, 40_000, 40_000] {
             h.saturating_record(ns);
         }
@@ -145,11 +150,7 @@ mod tests {
         );
         assert!((row.p50_ms - 0.040).abs() < 0.001, "{}", row.p50_ms);
         assert_eq!(
-            proof_row(
-                1,
-                &Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e:?}"))
-            )
-            .ops_per_sec,
+            proof_row(1, &proof_histogram().unwrap_or_else(|e| panic!("{e:?}"))).ops_per_sec,
             0.0
         );
     }
