@@ -566,7 +566,7 @@ mod tests {
         beyond[..8].copy_from_slice(&REJECT_AFTER_SEQ.to_be_bytes());
         assert_eq!(so.open(t, &mut beyond), Err(RecordError::SequenceLimit));
         // The largest number of this phase; u64::MAX claims the other key phase.
-        beyond[..8].copy_from_slice(&(u64::MAX & !KEY_PHASE_BIT).to_be_bytes());
+        beyond[..8].copy_from_slice(&(!KEY_PHASE_BIT).to_be_bytes());
         assert_eq!(so.open(t, &mut beyond), Err(RecordError::SequenceLimit));
         beyond[..8].copy_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(so.open(t, &mut beyond), Err(RecordError::WrongKeyPhase));
