@@ -623,6 +623,31 @@ mod tests {
     }
 
     #[test]
+    fn impostor_ca_with_the_anchors_name_is_refused() {
+        use rcgen::{BasicConstraints, CertifiedIssuer, DnType, IsCa};
+        let named = || {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name
+                .push(DnType::CommonName, "shop role ca");
+            p.not_before = t0() - time::Duration::days(1);
+            p.not_after = t0() + time::Duration::days(1);
+            Ca {
+                issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
+            }
+        };
+        let (real, impostor) = (named(), named());
+        let (leaf, key) = impostor.leaf();
+        let (o, _) = run(
+            prover("approval", vec![leaf], &key),
+            verifier("approval", real.der(), None),
+            (1, 1),
+            at(t0()),
+        );
+        assert_eq!(reasons(&o), vec![FailureReason::UntrustedChain]);
+    }
+
+    #[test]
     fn proof_from_another_session_or_direction_is_refused() {
         let ca = Ca::new();
         let (leaf, key) = ca.leaf();
