@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
 use crate::name::RoleName;
-use crate::wire::MAX_ENTRIES;
+use crate::wire::{ENTRY_OVERHEAD, MAX_BODY_LEN, MAX_ENTRIES, TAG_LEN};
+use crate::x509::X509Role;
 
 /// Shortest role key: 256 bits.
 pub const MIN_ROLE_KEY_LEN: usize = 32;
@@ -213,6 +214,9 @@ pub enum RoleSecret {
     Password(RolePassword),
     /// A pinned role key: a signature over the exporter.
     Certificate(CertificateRole),
+    /// A key certified by the role's trust anchor (X.509 chain, SVIDs included): a signature
+    /// over the exporter, sent with the chain.
+    X509(X509Role),
 }
 
 /// One role of a side.
@@ -288,7 +292,9 @@ impl RoleConfig {
     /// # Errors
     /// [`ConfigError::DuplicateRole`], [`ConfigError::TooManyRoles`] (above
     /// [`MAX_ENTRIES`]), [`ConfigError::MissingSigningKey`] (a proving certificate role
-    /// without a private key), [`ConfigError::UselessRole`] (neither proves nor accepts).
+    /// without a private key), [`ConfigError::MissingTrustAnchor`] (an accepting X.509 role
+    /// without an anchor), [`ConfigError::ProofTooLarge`] (the proof would not fit one role
+    /// message), [`ConfigError::UselessRole`] (neither proves nor accepts).
     pub fn new(roles: Vec<Role>, allow_anonymous: bool) -> Result<Self, ConfigError> {
         if roles.len() > MAX_ENTRIES {
             return Err(ConfigError::TooManyRoles);
@@ -304,10 +310,35 @@ impl RoleConfig {
             {
                 return Err(ConfigError::MissingSigningKey);
             }
+            if let RoleSecret::X509(x) = &role.secret {
+                if role.prove && !x.can_sign() {
+                    return Err(ConfigError::MissingSigningKey);
+                }
+                if role.accept && !x.can_verify() {
+                    return Err(ConfigError::MissingTrustAnchor);
+                }
+            }
             if map.contains_key(&role.name) {
                 return Err(ConfigError::DuplicateRole);
             }
             map.insert(role.name.clone(), role);
+        }
+        // Worst case of our proof: every proven role's entry at its largest (a password
+        // confirmation is sent for every password role, proven or not).
+        let proof_body = 1 + map
+            .values()
+            .map(|r| {
+                let payload = match &r.secret {
+                    RoleSecret::X509(x) if r.prove => x.max_proof_len(),
+                    RoleSecret::Key(_) | RoleSecret::Certificate(_) if r.prove => 2 * TAG_LEN,
+                    RoleSecret::Password(_) => TAG_LEN,
+                    _ => 0,
+                };
+                ENTRY_OVERHEAD + r.name.as_str().len() + payload
+            })
+            .sum::<usize>();
+        if proof_body > MAX_BODY_LEN {
+            return Err(ConfigError::ProofTooLarge);
         }
         Ok(Self {
             roles: map,

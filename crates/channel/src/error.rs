@@ -92,6 +92,17 @@ pub enum ConfigError {
     /// A role neither proves nor accepts anything.
     #[error("role neither proves nor accepts")]
     UselessRole,
+    /// An X.509 role's trust anchor or certificate chain is unusable (not a CA certificate
+    /// webpki accepts, a leaf that does not parse, a chain outside the wire limits).
+    #[error("invalid certificate role chain or trust anchor")]
+    InvalidCertificate,
+    /// An X.509 role that accepts has no trust anchor to verify the peer's chain against.
+    #[error("certificate role cannot accept without a trust anchor")]
+    MissingTrustAnchor,
+    /// The proofs of the roles this side proves would not fit in one role message
+    /// ([`crate::wire::MAX_MESSAGE_LEN`]): too many or too long certificate chains.
+    #[error("proofs of the proven roles exceed the role message limit")]
+    ProofTooLarge,
 }
 
 /// The role exchange failed as a whole (per-role failures are [`crate::RoleFailure`]s, not
@@ -144,6 +155,10 @@ pub enum RecordError {
     /// The sequence number is at or past [`crate::record::REJECT_AFTER_SEQ`].
     #[error("record sequence number past the hard limit")]
     SequenceLimit,
+    /// The record claims the other key phase than these keys (sent under the keys of the
+    /// previous or next handshake); checked before decryption.
+    #[error("record of another key phase")]
+    WrongKeyPhase,
     /// The record did not authenticate (forged, bit-flipped, reflected or from another session).
     #[error("record authentication failed")]
     BadRecord,
@@ -178,6 +193,7 @@ impl RecordError {
             | Self::Duplicate
             | Self::TooOld
             | Self::SequenceLimit
+            | Self::WrongKeyPhase
             | Self::BadRecord
             | Self::TooManyFailures => Fault::Peer,
             Self::Expired | Self::PlaintextTooLarge { .. } | Self::SequenceExhausted => {

@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use daas_crypto::prf::{hkdf_sha256, hmac_sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
@@ -26,11 +27,12 @@ use zeroize::Zeroizing;
 use crate::config::{RoleConfig, RoleKey, RoleKeyAlgorithm, RoleSecret};
 use crate::error::{RoleError, WireError};
 use crate::labels::{
-    CERT_ROLE_V1, KEY_ROLE_INFO, KEY_ROLE_SALT, PASSWORD_CONFIRM_SALT, PASSWORD_ID_CLIENT,
-    PASSWORD_ID_SERVER, push_lp,
+    CERT_ROLE_V1, CERT_ROLE_X509_V1, KEY_ROLE_INFO, KEY_ROLE_SALT, PASSWORD_CONFIRM_SALT,
+    PASSWORD_ID_CLIENT, PASSWORD_ID_SERVER, push_lp,
 };
 use crate::name::RoleName;
 use crate::wire::{Entry, MessageType, PAKE_MESSAGE_LEN, RoleMessage, TAG_LEN};
+use crate::x509::X509Scheme;
 
 /// Length of each exporter value the caller obtains from TLS.
 pub const EXPORTER_LEN: usize = 32;
@@ -140,6 +142,18 @@ pub enum FailureReason {
     RateLimited,
     /// The peer's proof message was malformed; none of its roles were checked.
     MalformedProof,
+    /// The X.509 role chain does not lead to the role's trust anchor.
+    UntrustedChain,
+    /// A certificate of the X.509 role chain has expired.
+    CertificateExpired,
+    /// A certificate of the X.509 role chain is not valid yet.
+    CertificateNotYetValid,
+    /// The X.509 role chain is malformed or breaks a path rule (CA constraints, key usage).
+    InvalidChain,
+    /// The role is pinned to SPIFFE IDs and the chain is not a valid X.509-SVID.
+    NotSvid,
+    /// The chain is a valid SVID whose SPIFFE ID the role's pin does not match.
+    SpiffeIdMismatch,
 }
 
 impl FailureReason {
@@ -157,6 +171,12 @@ impl FailureReason {
             Self::NoPake => "password role confirmation without a pake",
             Self::RateLimited => "password role attempts rate limited",
             Self::MalformedProof => "malformed proof message",
+            Self::UntrustedChain => "certificate role chain not issued by the role's trust anchor",
+            Self::CertificateExpired => "certificate role certificate expired",
+            Self::CertificateNotYetValid => "certificate role certificate not yet valid",
+            Self::InvalidChain => "certificate role chain invalid",
+            Self::NotSvid => "certificate role chain is not a valid x509-svid",
+            Self::SpiffeIdMismatch => "certificate role spiffe id does not match the role's pin",
         }
     }
 }
@@ -248,6 +268,22 @@ fn cert_role_message(role: &RoleName, exporter: &[u8; EXPORTER_LEN], dir: Direct
     m.extend_from_slice(exporter);
     m.push(dir.byte());
     push_lp(&mut m, role.as_str().as_bytes());
+    m
+}
+
+/// The bytes an X.509 certificate role signs: `label ‖ E_dir ‖ dir ‖ lp(role) ‖ scheme`. The
+/// label differs from the pinned-key form's, so neither signature stands in for the other.
+fn x509_role_message(
+    role: &RoleName,
+    exporter: &[u8; EXPORTER_LEN],
+    dir: Direction,
+    scheme: X509Scheme,
+) -> Vec<u8> {
+    let mut m = CERT_ROLE_X509_V1.to_vec();
+    m.extend_from_slice(exporter);
+    m.push(dir.byte());
+    push_lp(&mut m, role.as_str().as_bytes());
+    m.push(scheme.byte());
     m
 }
 
@@ -456,6 +492,14 @@ impl OfferSent {
                     };
                     entries.push((role.name().clone(), entry));
                 }
+                RoleSecret::X509(x) => {
+                    let proof = x
+                        .prove(|scheme| {
+                            x509_role_message(role.name(), exporter, side.sending(), scheme)
+                        })
+                        .ok_or(RoleError::Crypto("certificate role signing"))?;
+                    entries.push((role.name().clone(), Entry::X509(proof)));
+                }
                 // Confirmations were added above, for every PAKE that ran.
                 RoleSecret::Password(_) => {}
             }
@@ -501,11 +545,17 @@ impl fmt::Debug for ProofSent {
 }
 
 impl ProofSent {
-    /// Verifies the peer's proof. Never fails by itself: a malformed proof gives an outcome
-    /// whose [`RoleOutcome::finish`] is the wire error, and whose password attempts all count as
-    /// failed (the peer saw our confirmations).
+    /// [`Self::receive_proof_at`] with the system clock (for certificate validity).
     #[must_use]
     pub fn receive_proof(self, proof: &[u8]) -> RoleOutcome {
+        self.receive_proof_at(proof, SystemTime::now())
+    }
+
+    /// Verifies the peer's proof; X.509 role certificates must be valid at `now`. Never fails
+    /// by itself: a malformed proof gives an outcome whose [`RoleOutcome::finish`] is the wire
+    /// error, and whose password attempts all count as failed (the peer saw our confirmations).
+    #[must_use]
+    pub fn receive_proof_at(self, proof: &[u8], now: SystemTime) -> RoleOutcome {
         let Self {
             config,
             side,
@@ -586,6 +636,11 @@ impl ProofSent {
                         Err(FailureReason::BadSignature)
                     }
                 }
+                (RoleSecret::X509(x), Entry::X509(p)) => x.verify(
+                    p,
+                    |scheme| x509_role_message(name, exporter, dir, scheme),
+                    now,
+                ),
                 // Checked with the PAKE sessions below.
                 (RoleSecret::Password(_), Entry::PasswordConfirm(_)) => continue,
                 _ => Err(FailureReason::KindMismatch),

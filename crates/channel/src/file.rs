@@ -23,6 +23,15 @@
 //! algorithm = "ed25519"                # or "p256"
 //! public_key = "hex of the raw public key"   # to verify
 //! private_key_file = "approval.pk8"    # PKCS#8, DER or PEM: to prove
+//!
+//! [[role]]
+//! name = "payment-svc"
+//! kind = "certificate"                 # X.509 form: a chain to the role's trust anchor
+//! trust_anchor_file = "payment-ca.pem" # PEM CA certificates: to verify (accept)
+//! certificate_chain_file = "svid.pem"  # PEM, leaf first, without the anchor: to prove
+//! private_key_file = "svid.key"        # the leaf's PKCS#8 key (Ed25519 or P-256)
+//! spiffe_id_prefix = "spiffe://shop.example/payment"   # optional: the chain must be an
+//!                                      # X.509-SVID under this ID (or spiffe_id = exact ID)
 //! ```
 //!
 //! Secrets never appear in the file itself, only where to find them; unknown keys are errors.
@@ -33,6 +42,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use daas_identity::SpiffeId;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -42,6 +54,7 @@ use crate::config::{
 };
 use crate::error::ConfigError;
 use crate::name::RoleName;
+use crate::x509::{SpiffePin, X509Role};
 
 /// The configuration file or a secret it points to is unusable (the operator's fault).
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +128,20 @@ struct RoleEntry {
     algorithm: Option<Algorithm>,
     public_key: Option<String>,
     private_key_file: Option<PathBuf>,
+    trust_anchor_file: Option<PathBuf>,
+    certificate_chain_file: Option<PathBuf>,
+    spiffe_id: Option<String>,
+    spiffe_id_prefix: Option<String>,
+}
+
+impl RoleEntry {
+    /// Whether any field of the X.509 form is present.
+    const fn x509_fields(&self) -> bool {
+        self.trust_anchor_file.is_some()
+            || self.certificate_chain_file.is_some()
+            || self.spiffe_id.is_some()
+            || self.spiffe_id_prefix.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +202,14 @@ fn decode_hex(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(vec![0u8; text.len() / 2]);
     hex::decode_to_slice(text, out.as_mut_slice()).ok()?;
     Some(out)
+}
+
+/// PEM `CERTIFICATE` blocks, in order; `None` if there is none or one does not decode.
+fn pem_certificates(bytes: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    (!certs.is_empty()).then_some(certs)
 }
 
 /// PKCS#8 as DER, or as PEM (`-----BEGIN PRIVATE KEY-----`).
@@ -256,7 +291,8 @@ impl ChannelFile {
             };
             let cert_keys_absent = entry.algorithm.is_none()
                 && entry.public_key.is_none()
-                && entry.private_key_file.is_none();
+                && entry.private_key_file.is_none()
+                && !entry.x509_fields();
             let secret = match entry.kind {
                 Kind::Key => {
                     if !cert_keys_absent {
@@ -276,6 +312,14 @@ impl ChannelFile {
                         .or_else(|| raw.strip_suffix(b"\n"))
                         .unwrap_or(&raw);
                     RoleSecret::Password(RolePassword::new(pw)?)
+                }
+                Kind::Certificate if entry.x509_fields() => {
+                    if entry.secret_file.is_some() || entry.secret_env.is_some() {
+                        return Err(fail(
+                            "certificate roles use certificate and key files, not secret_file or secret_env",
+                        ));
+                    }
+                    RoleSecret::X509(Self::x509_role(entry, base, &fail)?)
                 }
                 Kind::Certificate => {
                     if entry.secret_file.is_some() || entry.secret_env.is_some() {
@@ -324,6 +368,48 @@ impl ChannelFile {
             );
         }
         Ok(RoleConfig::new(roles, self.schema.allow_anonymous)?)
+    }
+
+    /// The X.509 form of a certificate role: anchors to verify, chain and key to prove.
+    fn x509_role(
+        entry: &RoleEntry,
+        base: &Path,
+        fail: &impl Fn(&'static str) -> FileError,
+    ) -> Result<X509Role, FileError> {
+        if entry.algorithm.is_some() || entry.public_key.is_some() {
+            return Err(fail(
+                "algorithm and public_key belong to pinned-key certificate roles, not to chains",
+            ));
+        }
+        let id = |s: &String| s.parse::<SpiffeId>().map_err(|_| fail("invalid spiffe id"));
+        let pin = match (&entry.spiffe_id, &entry.spiffe_id_prefix) {
+            (Some(_), Some(_)) => return Err(fail("give spiffe_id or spiffe_id_prefix, not both")),
+            (Some(s), None) => Some(SpiffePin::Exact(id(s)?)),
+            (None, Some(s)) => Some(SpiffePin::Prefix(id(s)?)),
+            (None, None) => None,
+        };
+        let anchors = match &entry.trust_anchor_file {
+            Some(f) => pem_certificates(&read_secret(base, f)?)
+                .ok_or_else(|| fail("trust_anchor_file holds no pem certificate"))?,
+            None => Vec::new(),
+        };
+        if pin.is_some() && anchors.is_empty() {
+            return Err(fail("a spiffe pin needs trust_anchor_file"));
+        }
+        let role = X509Role::verifier(anchors, pin)?;
+        match (&entry.certificate_chain_file, &entry.private_key_file) {
+            (Some(c), Some(k)) => {
+                let chain = pem_certificates(&read_secret(base, c)?)
+                    .ok_or_else(|| fail("certificate_chain_file holds no pem certificate"))?;
+                let raw = read_secret(base, k)?;
+                let der = pkcs8_der(&raw).ok_or_else(|| fail("private key is not pkcs#8"))?;
+                Ok(role.with_signer(chain, &der)?)
+            }
+            (None, None) => Ok(role),
+            _ => Err(fail(
+                "certificate_chain_file and private_key_file go together",
+            )),
+        }
     }
 }
 
@@ -431,6 +517,122 @@ mod tests {
                 reason: "public_key does not match private_key_file",
                 ..
             })
+        ));
+    }
+
+    fn pem(certs: &[CertificateDer<'_>]) -> String {
+        certs
+            .iter()
+            .map(|c| {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+                format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn x509_certificate_roles() {
+        use crate::x509::testutil::{Ca, t0};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new();
+        let (leaf, key) = ca.leaf();
+        std::fs::write(dir.path().join("ca.pem"), pem(&[ca.der()])).unwrap();
+        std::fs::write(dir.path().join("chain.pem"), pem(&[leaf])).unwrap();
+        std::fs::write(dir.path().join("leaf.key"), &key).unwrap();
+        let role = |extra: &str| {
+            format!("[[role]]\nname = \"approval\"\nkind = \"certificate\"\n{extra}\n")
+        };
+        let load = |text: &str| {
+            ChannelFile::parse(text)
+                .unwrap()
+                .load_roles(dir.path(), no_env)
+        };
+        let full = role(
+            "trust_anchor_file = \"ca.pem\"\ncertificate_chain_file = \"chain.pem\"\nprivate_key_file = \"leaf.key\"",
+        );
+        let both = load(&full).unwrap();
+        // A side loaded from the file proves the role to a side loaded from the same file.
+        let cfg = std::sync::Arc::new(both);
+        let ex = || crate::Exporters::new([3; 32], [4; 32]);
+        let (c, c_offer) =
+            crate::OfferSent::start(cfg.clone(), crate::Side::Client, ex(), |_| true).unwrap();
+        let (s, s_offer) =
+            crate::OfferSent::start(cfg, crate::Side::Server, ex(), |_| true).unwrap();
+        let (c, c_proof) = c.receive_offer(&s_offer).unwrap();
+        let (s, s_proof) = s.receive_offer(&c_offer).unwrap();
+        let now: std::time::SystemTime = t0().into();
+        assert_eq!(
+            s.receive_proof_at(&c_proof, now)
+                .finish()
+                .unwrap()
+                .to_string(),
+            "approval"
+        );
+        assert_eq!(
+            c.receive_proof_at(&s_proof, now)
+                .finish()
+                .unwrap()
+                .to_string(),
+            "approval"
+        );
+        // Verify-only and prove-only forms.
+        let verify_only = role(
+            "trust_anchor_file = \"ca.pem\"\nspiffe_id_prefix = \"spiffe://shop.example/payment\"\nprove = false",
+        );
+        assert!(load(&verify_only).is_ok());
+        let prove_only = role(
+            "certificate_chain_file = \"chain.pem\"\nprivate_key_file = \"leaf.key\"\naccept = false",
+        );
+        assert!(load(&prove_only).is_ok());
+        let reason = |text: &str| match load(text) {
+            Err(FileError::Role { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(&role(
+                "trust_anchor_file = \"ca.pem\"\nalgorithm = \"ed25519\"\nprove = false"
+            )),
+            "algorithm and public_key belong to pinned-key certificate roles, not to chains"
+        );
+        assert_eq!(
+            reason(&role(
+                "trust_anchor_file = \"ca.pem\"\nspiffe_id = \"spiffe://a/b\"\nspiffe_id_prefix = \"spiffe://a\"\nprove = false"
+            )),
+            "give spiffe_id or spiffe_id_prefix, not both"
+        );
+        assert_eq!(
+            reason(&role(
+                "trust_anchor_file = \"ca.pem\"\nspiffe_id = \"https://a/b\"\nprove = false"
+            )),
+            "invalid spiffe id"
+        );
+        assert_eq!(
+            reason(&role("trust_anchor_file = \"leaf.key\"\nprove = false")),
+            "trust_anchor_file holds no pem certificate"
+        );
+        assert_eq!(
+            reason(&role(
+                "certificate_chain_file = \"chain.pem\"\naccept = false"
+            )),
+            "certificate_chain_file and private_key_file go together"
+        );
+        // Accepting without an anchor, proving without a chain.
+        assert!(matches!(
+            load(&role(
+                "certificate_chain_file = \"chain.pem\"\nprivate_key_file = \"leaf.key\""
+            )),
+            Err(FileError::Config(ConfigError::MissingTrustAnchor))
+        ));
+        assert!(matches!(
+            load(&role("trust_anchor_file = \"ca.pem\"")),
+            Err(FileError::Config(ConfigError::MissingSigningKey))
+        ));
+        // The key must be the leaf's.
+        let (_, other_key) = ca.leaf();
+        std::fs::write(dir.path().join("leaf.key"), &other_key).unwrap();
+        assert!(matches!(
+            load(&full),
+            Err(FileError::Config(ConfigError::InvalidRoleKey))
         ));
     }
 

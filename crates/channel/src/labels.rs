@@ -14,6 +14,8 @@ pub(crate) const KEY_ROLE_SALT: &[u8] = b"daas channel key role salt v1";
 pub(crate) const KEY_ROLE_INFO: &[u8] = b"daas role v1";
 /// Signature context of certificate roles (followed by `E_dir ‖ dir ‖ lp(role)`).
 pub(crate) const CERT_ROLE_V1: &[u8] = b"daas channel certificate role v1";
+/// Signature context of X.509 certificate roles (followed by `E_dir ‖ dir ‖ lp(role) ‖ scheme`).
+pub(crate) const CERT_ROLE_X509_V1: &[u8] = b"daas channel x509 role v1";
 /// SPAKE2 identity prefix of the TLS client (side A).
 pub(crate) const PASSWORD_ID_CLIENT: &[u8] = b"daas channel password role v1 client";
 /// SPAKE2 identity prefix of the TLS server (side B).

@@ -10,10 +10,13 @@
 //! * [`exchange`]: the role exchange as a state machine ([`OfferSent`] → [`ProofSent`] →
 //!   [`RoleOutcome`] → [`VerifiedRoles`]); key roles (HMAC over the exporter), password roles
 //!   (SPAKE2 bound to the exporters, then key confirmation) and certificate roles (an Ed25519
-//!   or P-256 signature over the exporter under a pinned role key).
+//!   or P-256 signature over the exporter under a pinned role key, or under a key whose X.509
+//!   chain verifies to the role's trust anchor: [`x509`], SVIDs included).
 //! * [`ratelimit`]: the attempt budget for password roles ([`RateLimiter`]).
 //! * [`record`] and [`window`]: message mode, AEAD records with explicit sequence numbers and an
-//!   RFC 6479 replay window, for out-of-order transports.
+//!   RFC 6479 replay window, for out-of-order transports; [`rekey`]: the re-handshake driver
+//!   ([`MessageSession`]) that asks for a new TLS handshake after 120 s of activity and switches
+//!   keys over.
 //!
 //! With the `tokio` feature, `transport` runs the TLS handshake and the role exchange over a
 //! tokio stream.
@@ -27,10 +30,12 @@ pub mod labels;
 mod name;
 pub mod ratelimit;
 pub mod record;
+pub mod rekey;
 #[cfg(feature = "tokio")]
 pub mod transport;
 pub mod window;
 pub mod wire;
+pub mod x509;
 
 pub use config::{
     CertificateRole, KeyExchange, Role, RoleConfig, RoleKey, RoleKeyAlgorithm, RolePassword,
@@ -44,9 +49,11 @@ pub use exchange::{
 pub use file::{ChannelFile, FileError};
 pub use name::{MAX_ROLE_NAME_LEN, RoleName};
 pub use ratelimit::{RateLimit, RateLimited, RateLimiter};
-pub use record::{MessageSecrets, Opener, Sealer, message_keys};
+pub use record::{KeyPhase, MessageSecrets, Opener, Sealer, message_keys, message_keys_in_phase};
+pub use rekey::{MessageSession, RekeyAction};
 #[cfg(feature = "tokio")]
 pub use transport::{
     Channel, ChannelConfig, ChannelError, SharedRateLimiter, TlsIdentity, accept, connect,
 };
 pub use window::ReplayWindow;
+pub use x509::{SpiffePin, X509Proof, X509Role, X509Scheme};

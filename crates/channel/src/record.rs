@@ -2,7 +2,8 @@
 //! duplicate and reorder (UDP, message buses, several transports at once).
 //!
 //! ```text
-//! record := seq (u64 BE, 8 bytes) ‖ ChaCha20-Poly1305(key_epoch, nonce, aad = seq, plaintext) ‖ tag (16)
+//! record := header (u64 BE, 8 bytes) ‖ ChaCha20-Poly1305(key_epoch, nonce, aad = header, plaintext) ‖ tag (16)
+//! header := phase << 63 | seq                 (phase: which handshake's keys, 0 or 1)
 //! nonce  := iv_epoch ⊕ (0^32 ‖ seq)          epoch := seq >> 24
 //! key_epoch, iv_epoch := HKDF-SHA256(salt = "daas channel message v1", ikm = S_dir,
 //!                                    info = label ‖ u64be(epoch))
@@ -21,6 +22,9 @@
 //!   [`REJECT_AFTER_TIME`] (180 s), which also bounds forward secrecy.
 //!
 //! The replay window ([`crate::window`]) is consulted before decryption and marked after it.
+//! The key phase bit lets a receiver holding the keys of two successive handshakes (while a
+//! re-handshake switches traffic over, [`crate::rekey`]) pick the right ones without trial
+//! decryption; it is authenticated (part of the AAD).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -56,6 +60,8 @@ pub const MAX_AUTH_FAILURES: u64 = 1 << 36;
 pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
 /// Age of the keys after which records are neither sealed nor opened.
 pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+/// The header bit that carries the key phase.
+pub const KEY_PHASE_BIT: u64 = 1 << 63;
 /// Length of each per-direction message secret taken from the TLS exporter.
 pub const MESSAGE_SECRET_LEN: usize = 32;
 
@@ -90,8 +96,51 @@ impl fmt::Debug for MessageSecrets {
     }
 }
 
+/// Which of two successive handshakes' keys a record uses (the top header bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyPhase {
+    /// Bit 0: the first handshake, and every second one after it.
+    #[default]
+    Zero,
+    /// Bit 1.
+    One,
+}
+
+impl KeyPhase {
+    /// The other phase (the next handshake's).
+    #[must_use]
+    pub const fn next(self) -> Self {
+        match self {
+            Self::Zero => Self::One,
+            Self::One => Self::Zero,
+        }
+    }
+
+    const fn bits(self) -> u64 {
+        match self {
+            Self::Zero => 0,
+            Self::One => KEY_PHASE_BIT,
+        }
+    }
+
+    /// The phase a record claims (unauthenticated until it opens); `None` if it is shorter
+    /// than its header.
+    #[must_use]
+    pub fn of_record(record: &[u8]) -> Option<Self> {
+        let first = *record.first()?;
+        if record.len() < SEQ_LEN {
+            return None;
+        }
+        Some(if first & 0x80 == 0 {
+            Self::Zero
+        } else {
+            Self::One
+        })
+    }
+}
+
 /// The sealer for this side's sending direction and the opener for the peer's, both created
-/// at `now` (the key age counts from here).
+/// at `now` (the key age counts from here), in key phase 0.
 ///
 /// # Errors
 /// [`RecordError::Crypto`] if key derivation fails.
@@ -100,6 +149,20 @@ pub fn message_keys(
     secrets: &MessageSecrets,
     now: Instant,
 ) -> Result<(Sealer, Opener), RecordError> {
+    message_keys_in_phase(side, secrets, now, KeyPhase::Zero)
+}
+
+/// [`message_keys`] for the given key phase (a re-handshake's keys use the other phase than
+/// the keys they replace).
+///
+/// # Errors
+/// [`RecordError::Crypto`] if key derivation fails.
+pub fn message_keys_in_phase(
+    side: Side,
+    secrets: &MessageSecrets,
+    now: Instant,
+    phase: KeyPhase,
+) -> Result<(Sealer, Opener), RecordError> {
     let send = secrets.take(side.sending());
     let recv = secrets.take(side.receiving());
     let sealer = Sealer {
@@ -107,6 +170,7 @@ pub fn message_keys(
         secret: send,
         next_seq: 0,
         created: now,
+        phase,
     };
     let opener = Opener {
         current: EpochKey::derive(&recv, 0)?,
@@ -115,6 +179,7 @@ pub fn message_keys(
         window: ReplayWindow::new(),
         auth_failures: 0,
         created: now,
+        phase,
     };
     Ok((sealer, opener))
 }
@@ -165,6 +230,7 @@ pub struct Sealer {
     key: EpochKey,
     next_seq: u64,
     created: Instant,
+    phase: KeyPhase,
 }
 
 impl fmt::Debug for Sealer {
@@ -177,6 +243,18 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
+    /// The key phase of the records it seals.
+    #[must_use]
+    pub const fn phase(&self) -> KeyPhase {
+        self.phase
+    }
+
+    /// When the keys were created (their age counts from here).
+    #[must_use]
+    pub const fn created(&self) -> Instant {
+        self.created
+    }
+
     /// The sequence number of the next record.
     #[must_use]
     pub const fn next_seq(&self) -> u64 {
@@ -189,6 +267,11 @@ impl Sealer {
     pub fn needs_rehandshake(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.created) >= REKEY_AFTER_TIME
             || self.next_seq >= REJECT_AFTER_SEQ - RECORDS_PER_KEY
+    }
+
+    /// Whether the sequence numbers are within one key epoch of the hard limit.
+    pub(crate) const fn needs_rehandshake_by_sequence(&self) -> bool {
+        self.next_seq >= REJECT_AFTER_SEQ - RECORDS_PER_KEY
     }
 
     /// Seals `plaintext` into `out` (cleared first) as the next record; returns its sequence
@@ -219,7 +302,7 @@ impl Sealer {
             // Key update: the old epoch's key is dropped here.
             self.key = EpochKey::derive(&self.secret, epoch_of(seq))?;
         }
-        let header = seq.to_be_bytes();
+        let header = (seq | self.phase.bits()).to_be_bytes();
         out.clear();
         out.reserve(plaintext.len() + RECORD_OVERHEAD);
         out.extend_from_slice(&header);
@@ -248,6 +331,7 @@ pub struct Opener {
     window: ReplayWindow,
     auth_failures: u64,
     created: Instant,
+    phase: KeyPhase,
 }
 
 impl fmt::Debug for Opener {
@@ -261,6 +345,18 @@ impl fmt::Debug for Opener {
 }
 
 impl Opener {
+    /// The key phase of the records it opens.
+    #[must_use]
+    pub const fn phase(&self) -> KeyPhase {
+        self.phase
+    }
+
+    /// Whether the keys are past [`REJECT_AFTER_TIME`] at `now` (every record is refused).
+    #[must_use]
+    pub fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) >= REJECT_AFTER_TIME
+    }
+
     /// Records that failed authentication so far.
     #[must_use]
     pub const fn auth_failures(&self) -> u64 {
@@ -270,8 +366,8 @@ impl Opener {
     /// Opens `record` in place; returns its sequence number and plaintext. Each sequence number
     /// is accepted at most once; records older than the window are refused.
     ///
-    /// Order of checks: size, key age, failure budget, sequence limit, replay window (all
-    /// before any decryption), then authentication, and only then the window is marked.
+    /// Order of checks: size, key age, failure budget, key phase, sequence limit, replay window
+    /// (all before any decryption), then authentication, and only then the window is marked.
     ///
     /// # Errors
     /// Any peer-fault [`RecordError`], or [`RecordError::Expired`] once the keys are too old.
@@ -296,7 +392,11 @@ impl Opener {
         }
         let mut header = [0u8; SEQ_LEN];
         header.copy_from_slice(&record[..SEQ_LEN]);
-        let seq = u64::from_be_bytes(header);
+        let raw = u64::from_be_bytes(header);
+        if raw & KEY_PHASE_BIT != self.phase.bits() {
+            return Err(RecordError::WrongKeyPhase);
+        }
+        let seq = raw & !KEY_PHASE_BIT;
         if seq >= REJECT_AFTER_SEQ {
             return Err(RecordError::SequenceLimit);
         }
@@ -465,8 +565,11 @@ mod tests {
         let mut beyond = last.clone();
         beyond[..8].copy_from_slice(&REJECT_AFTER_SEQ.to_be_bytes());
         assert_eq!(so.open(t, &mut beyond), Err(RecordError::SequenceLimit));
-        beyond[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+        // The largest number of this phase; u64::MAX claims the other key phase.
+        beyond[..8].copy_from_slice(&(!KEY_PHASE_BIT).to_be_bytes());
         assert_eq!(so.open(t, &mut beyond), Err(RecordError::SequenceLimit));
+        beyond[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(so.open(t, &mut beyond), Err(RecordError::WrongKeyPhase));
         assert_eq!(so.auth_failures(), 0);
     }
 

@@ -3,27 +3,33 @@
 //! ```text
 //! message := version(1) = 0x01 ‖ type(1) ‖ body_len(u16 BE) ‖ body
 //! body    := count(1) ‖ entry{count}            (count ≤ MAX_ENTRIES)
-//! entry   := kind(1) ‖ name_len(1) ‖ name ‖ payload_len(1) ‖ payload
+//! entry   := kind(1) ‖ name_len(1) ‖ name ‖ payload_len(u16 BE) ‖ payload
 //! ```
 //!
 //! Types: `0x01` offer (only password entries: the SPAKE2 message), `0x02` proof (key tags,
-//! password confirmations, Ed25519 and P-256 signatures). Every kind has exactly one payload length.
+//! password confirmations, Ed25519 and P-256 signatures under pinned keys, X.509 role proofs).
+//! Every kind but the X.509 proof has exactly one payload length; the X.509 proof has its own
+//! strict structure ([`crate::x509::X509Proof`]).
 //! Entries are in strictly ascending name order, so a name appears at most once and every
 //! message has exactly one encoding. The parser refuses truncated, oversized and trailing input.
 
 use crate::error::WireError;
-use crate::name::{MAX_ROLE_NAME_LEN, RoleName};
+use crate::name::RoleName;
+use crate::x509::{MAX_X509_PAYLOAD_LEN, X509Proof};
 
-/// The only version this crate speaks.
-pub const WIRE_VERSION: u8 = 1;
+/// Bytes an entry adds besides its name and payload (kind, name length, payload length).
+pub const ENTRY_OVERHEAD: usize = 4;
+
+/// The only version this crate speaks (2: payload lengths are u16, for X.509 chains).
+pub const WIRE_VERSION: u8 = 2;
 /// Length of the fixed message header (version, type, body length).
 pub const HEADER_LEN: usize = 4;
 /// Most entries in one message (and most roles in one configuration).
 pub const MAX_ENTRIES: usize = 32;
-/// Largest payload of any entry kind (an Ed25519 signature).
-const MAX_PAYLOAD_LEN: usize = 64;
-/// Largest body: the count byte and [`MAX_ENTRIES`] entries of the largest size.
-pub const MAX_BODY_LEN: usize = 1 + MAX_ENTRIES * (3 + MAX_ROLE_NAME_LEN + MAX_PAYLOAD_LEN);
+/// Largest body. The u16 length field's maximum: [`MAX_ENTRIES`] fixed-size entries always fit
+/// (at most 32 × 132 bytes), X.509 proofs (up to [`MAX_X509_PAYLOAD_LEN`] each) only as many as
+/// the limit allows, which `RoleConfig::new` checks for the roles a side proves.
+pub const MAX_BODY_LEN: usize = u16::MAX as usize;
 /// Largest message, header included.
 pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + MAX_BODY_LEN;
 
@@ -56,6 +62,8 @@ pub enum Entry {
     Ed25519Signature([u8; SIGNATURE_LEN]),
     /// Proof: an ECDSA P-256 / SHA-256 signature (`r ‖ s`) by a certificate role's key.
     EcdsaP256Signature([u8; SIGNATURE_LEN]),
+    /// Proof: an X.509 certificate role's chain and its signature over the exporter.
+    X509(X509Proof),
 }
 
 impl Entry {
@@ -66,15 +74,31 @@ impl Entry {
             Self::PasswordConfirm(_) => 3,
             Self::Ed25519Signature(_) => 4,
             Self::EcdsaP256Signature(_) => 5,
+            Self::X509(_) => 6,
         }
     }
 
-    fn payload(&self) -> &[u8] {
+    fn payload_len(&self) -> usize {
         match self {
-            Self::PakeMessage(p) => p,
-            Self::KeyTag(p) | Self::PasswordConfirm(p) => p,
-            Self::Ed25519Signature(p) | Self::EcdsaP256Signature(p) => p,
+            Self::PakeMessage(p) => p.len(),
+            Self::KeyTag(p) | Self::PasswordConfirm(p) => p.len(),
+            Self::Ed25519Signature(p) | Self::EcdsaP256Signature(p) => p.len(),
+            Self::X509(p) => p.encoded_len(),
         }
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::PakeMessage(p) => out.extend_from_slice(p),
+            Self::KeyTag(p) | Self::PasswordConfirm(p) => out.extend_from_slice(p),
+            Self::Ed25519Signature(p) | Self::EcdsaP256Signature(p) => out.extend_from_slice(p),
+            Self::X509(p) => p.encode_into(out),
+        }
+    }
+
+    /// The encoded size of an entry with a name of `name_len` bytes.
+    fn encoded_len(&self, name_len: usize) -> usize {
+        ENTRY_OVERHEAD + name_len + self.payload_len()
     }
 
     const fn allowed_in(&self, ty: MessageType) -> bool {
@@ -85,7 +109,8 @@ impl Entry {
                     Self::KeyTag(_)
                         | Self::PasswordConfirm(_)
                         | Self::Ed25519Signature(_)
-                        | Self::EcdsaP256Signature(_),
+                        | Self::EcdsaP256Signature(_)
+                        | Self::X509(_),
                     MessageType::Proof
                 )
         )
@@ -129,6 +154,12 @@ impl Entry {
                 s.copy_from_slice(payload);
                 Ok(Self::EcdsaP256Signature(s))
             }
+            6 => {
+                if payload.len() > MAX_X509_PAYLOAD_LEN {
+                    return Err(WireError::BadPayloadLength);
+                }
+                X509Proof::parse(payload).map(Self::X509)
+            }
             _ => Err(WireError::BadEntryKind),
         }
     }
@@ -146,7 +177,8 @@ impl RoleMessage {
     ///
     /// # Errors
     /// [`WireError::TooManyEntries`], [`WireError::NotCanonical`] for a repeated name,
-    /// [`WireError::BadEntryKind`] for an entry that the type does not allow.
+    /// [`WireError::BadEntryKind`] for an entry that the type does not allow,
+    /// [`WireError::TooLarge`] if the body would exceed [`MAX_BODY_LEN`].
     pub fn new(ty: MessageType, mut entries: Vec<(RoleName, Entry)>) -> Result<Self, WireError> {
         if entries.len() > MAX_ENTRIES {
             return Err(WireError::TooManyEntries);
@@ -157,6 +189,15 @@ impl RoleMessage {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         if entries.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(WireError::NotCanonical);
+        }
+        let body: usize = 1 + entries
+            .iter()
+            .map(|(n, e)| e.encoded_len(n.as_str().len()))
+            .sum::<usize>();
+        if body > MAX_BODY_LEN {
+            return Err(WireError::TooLarge {
+                max: MAX_MESSAGE_LEN,
+            });
         }
         Ok(Self { ty, entries })
     }
@@ -190,16 +231,17 @@ impl RoleMessage {
         body.push(u8::try_from(self.entries.len()).unwrap_or(u8::MAX));
         for (name, entry) in &self.entries {
             body.push(entry.kind());
-            // Names are at most 64 bytes, payloads at most 64.
+            // Names are at most 64 bytes, payloads at most MAX_X509_PAYLOAD_LEN (< 2^16).
             body.push(u8::try_from(name.as_str().len()).unwrap_or(u8::MAX));
             body.extend_from_slice(name.as_str().as_bytes());
-            body.push(u8::try_from(entry.payload().len()).unwrap_or(u8::MAX));
-            body.extend_from_slice(entry.payload());
+            let len = u16::try_from(entry.payload_len()).unwrap_or(u16::MAX);
+            body.extend_from_slice(&len.to_be_bytes());
+            entry.encode_payload(&mut body);
         }
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.push(WIRE_VERSION);
         out.push(self.ty as u8);
-        // The body is at most MAX_BODY_LEN (4193) bytes.
+        // `new` and `parse` keep the body at most MAX_BODY_LEN (u16::MAX) bytes.
         out.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
         out.extend_from_slice(&body);
         out
@@ -236,7 +278,7 @@ impl RoleMessage {
             let kind = r.byte()?;
             let name_len = usize::from(r.byte()?);
             let name = RoleName::from_bytes(r.take(name_len)?).ok_or(WireError::InvalidRoleName)?;
-            let payload_len = usize::from(r.byte()?);
+            let payload_len = usize::from(u16::from_be_bytes([r.byte()?, r.byte()?]));
             let entry = Entry::parse(kind, r.take(payload_len)?)?;
             if !entry.allowed_in(ty) {
                 return Err(WireError::BadEntryKind);
@@ -299,6 +341,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::x509::X509Scheme;
     use proptest::prelude::*;
 
     fn name(s: &str) -> RoleName {
@@ -356,10 +399,21 @@ mod tests {
                 max: MAX_MESSAGE_LEN
             })
         );
-        // A header announcing a body above the limit is refused before any body is read.
+        // The largest header the length field can express is the limit: a reader never
+        // allocates more than MAX_MESSAGE_LEN for one message.
         let header = [WIRE_VERSION, 2, 0xff, 0xff];
         assert_eq!(
             parse_header(&header),
+            Ok((MessageType::Proof, MAX_MESSAGE_LEN))
+        );
+        // A message that would not fit is refused when it is built.
+        let chain = vec![vec![0x30; crate::x509::MAX_CERT_LEN]; crate::x509::MAX_CHAIN_CERTS];
+        let proof = X509Proof::new(X509Scheme::Ed25519, chain, vec![0; 64]).unwrap();
+        let entries = (0..4)
+            .map(|i| (name(&format!("r{i}")), Entry::X509(proof.clone())))
+            .collect();
+        assert_eq!(
+            RoleMessage::new(MessageType::Proof, entries),
             Err(WireError::TooLarge {
                 max: MAX_MESSAGE_LEN
             })
@@ -369,15 +423,20 @@ mod tests {
     #[test]
     fn header_rules() {
         assert_eq!(
-            parse_header(&[2, 1, 0, 1]),
+            parse_header(&[3, 1, 0, 1]),
+            Err(WireError::UnsupportedVersion)
+        );
+        // Version 1 (one-byte payload lengths) is not spoken any more.
+        assert_eq!(
+            parse_header(&[1, 1, 0, 1]),
             Err(WireError::UnsupportedVersion)
         );
         assert_eq!(
-            parse_header(&[1, 3, 0, 1]),
+            parse_header(&[WIRE_VERSION, 3, 0, 1]),
             Err(WireError::UnknownMessageType)
         );
         assert_eq!(
-            parse_header(&[1, 0, 0, 1]),
+            parse_header(&[WIRE_VERSION, 0, 0, 1]),
             Err(WireError::UnknownMessageType)
         );
     }
@@ -393,9 +452,9 @@ mod tests {
         let one = |kind: u8, nm: &[u8], payload: &[u8], ty: u8| {
             let mut body = vec![1, kind, u8::try_from(nm.len()).unwrap()];
             body.extend_from_slice(nm);
-            body.push(u8::try_from(payload.len()).unwrap());
+            body.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
             body.extend_from_slice(payload);
-            let mut m = vec![1, ty];
+            let mut m = vec![WIRE_VERSION, ty];
             m.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
             m.extend_from_slice(&body);
             m
@@ -445,10 +504,10 @@ mod tests {
         // Hand-encode b before a.
         let mut body = vec![2u8];
         for n in [b"b", b"a"] {
-            body.extend_from_slice(&[2, 1, n[0], 32]);
+            body.extend_from_slice(&[2, 1, n[0], 0, 32]);
             body.extend_from_slice(&[0; 32]);
         }
-        let mut m = vec![1, 2];
+        let mut m = vec![WIRE_VERSION, 2];
         m.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
         m.extend_from_slice(&body);
         assert_eq!(RoleMessage::parse(&m), Err(WireError::NotCanonical));
@@ -456,6 +515,7 @@ mod tests {
 
     #[test]
     fn largest_message_fits() {
+        // MAX_ENTRIES fixed-size entries with the longest names always fit.
         let entries = (0..MAX_ENTRIES)
             .map(|i| {
                 let n = format!("{i:0>64}");
@@ -464,8 +524,68 @@ mod tests {
             .collect();
         let m = RoleMessage::new(MessageType::Proof, entries).unwrap();
         let bytes = m.encode();
-        assert_eq!(bytes.len(), MAX_MESSAGE_LEN);
         assert_eq!(RoleMessage::parse(&bytes).unwrap(), m);
+        // Three X.509 proofs of the largest size fit, and parse back.
+        let chain = vec![vec![0x30; crate::x509::MAX_CERT_LEN]; crate::x509::MAX_CHAIN_CERTS];
+        let proof = X509Proof::new(X509Scheme::EcdsaP256Sha256, chain, vec![1; 72]).unwrap();
+        assert_eq!(proof.encoded_len(), MAX_X509_PAYLOAD_LEN);
+        let entries = (0..3)
+            .map(|i| (name(&format!("{i:0>64}")), Entry::X509(proof.clone())))
+            .collect();
+        let m = RoleMessage::new(MessageType::Proof, entries).unwrap();
+        let bytes = m.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN);
+        assert_eq!(RoleMessage::parse(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn x509_payload_rules() {
+        let good = X509Proof::new(X509Scheme::Ed25519, vec![vec![1, 2, 3]], vec![0; 64]).unwrap();
+        let mut p = Vec::new();
+        good.encode_into(&mut p);
+        assert_eq!(p.len(), good.encoded_len());
+        assert_eq!(X509Proof::parse(&p).unwrap(), good);
+        for len in 0..p.len() {
+            assert_eq!(
+                X509Proof::parse(&p[..len]),
+                Err(WireError::BadPayloadLength),
+                "prefix {len}"
+            );
+        }
+        let mut trailing = p.clone();
+        trailing.push(0);
+        assert_eq!(
+            X509Proof::parse(&trailing),
+            Err(WireError::BadPayloadLength)
+        );
+        // Unknown scheme, no certificate, too many, an empty or oversized certificate, a
+        // signature length the scheme does not have.
+        let mut m = p.clone();
+        m[0] = 3;
+        assert_eq!(X509Proof::parse(&m), Err(WireError::BadPayloadLength));
+        let bad =
+            |scheme, chain: Vec<Vec<u8>>, sig: usize| X509Proof::new(scheme, chain, vec![0; sig]);
+        assert!(bad(X509Scheme::Ed25519, vec![], 64).is_err());
+        assert!(bad(X509Scheme::Ed25519, vec![vec![1]; 5], 64).is_err());
+        assert!(bad(X509Scheme::Ed25519, vec![vec![]], 64).is_err());
+        assert!(bad(X509Scheme::Ed25519, vec![vec![1; 4097]], 64).is_err());
+        assert!(bad(X509Scheme::Ed25519, vec![vec![1]], 63).is_err());
+        assert!(bad(X509Scheme::EcdsaP256Sha256, vec![vec![1]], 73).is_err());
+        assert!(bad(X509Scheme::EcdsaP256Sha256, vec![vec![1]], 70).is_ok());
+        // Hand-encoded: a certificate length of 0 and one past the limit.
+        for len in [0u16, 4097] {
+            let mut m = vec![1, 1];
+            m.extend_from_slice(&len.to_be_bytes());
+            m.extend(std::iter::repeat_n(0x30, usize::from(len)));
+            m.push(64);
+            m.extend_from_slice(&[0; 64]);
+            assert_eq!(X509Proof::parse(&m), Err(WireError::BadPayloadLength));
+        }
+        // An oversized payload is refused before it is looked at.
+        let mut m = vec![1, 1, 0, 1, 0x30, 64];
+        m.extend_from_slice(&[0; 64]);
+        m.resize(MAX_X509_PAYLOAD_LEN + 1, 0);
+        assert_eq!(Entry::parse(6, &m), Err(WireError::BadPayloadLength));
     }
 
     fn arb_entry(ty: MessageType) -> BoxedStrategy<Entry> {
@@ -491,6 +611,22 @@ mod tests {
                     s[..32].copy_from_slice(&a);
                     Entry::EcdsaP256Signature(s)
                 }),
+                (
+                    prop_oneof![Just(X509Scheme::Ed25519), Just(X509Scheme::EcdsaP256Sha256)],
+                    proptest::collection::vec(
+                        proptest::collection::vec(any::<u8>(), 1..200),
+                        1..=crate::x509::MAX_CHAIN_CERTS
+                    ),
+                    any::<u8>(),
+                )
+                    .prop_map(|(scheme, chain, fill)| {
+                        let len = if scheme == X509Scheme::Ed25519 {
+                            64
+                        } else {
+                            71
+                        };
+                        Entry::X509(X509Proof::new(scheme, chain, vec![fill; len]).unwrap())
+                    }),
             ]
             .boxed(),
         }

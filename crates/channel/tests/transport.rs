@@ -334,11 +334,19 @@ async fn raw_peer(addr: std::net::SocketAddr, bytes: &'static [u8]) {
 async fn oversized_and_truncated_role_messages_close_the_channel() {
     use daas_channel::{RoleError, WireError};
 
-    // A header announcing a body above the limit: refused before any body byte is read.
+    // The largest header the u16 length can say is the limit (65 539 bytes): announcing it and
+    // then closing is a truncated message, not an allocation beyond the limit.
+    let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
+    raw_peer(addr, &[2, 1, 0xff, 0xff]).await;
+    match srv.await.unwrap() {
+        Err(ChannelError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+        other => panic!("{other:?}"),
+    }
+    // Version 1 (one-byte payload lengths) is refused from the header alone.
     let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
     raw_peer(addr, &[1, 1, 0xff, 0xff]).await;
     match srv.await.unwrap() {
-        Err(ChannelError::Role(RoleError::Wire(WireError::TooLarge { .. }))) => {}
+        Err(ChannelError::Role(RoleError::Wire(WireError::UnsupportedVersion))) => {}
         other => panic!("{other:?}"),
     }
     // A wrong version.
@@ -350,7 +358,7 @@ async fn oversized_and_truncated_role_messages_close_the_channel() {
     }
     // A body cut short by the end of the stream.
     let (addr, srv) = server(config(vec![key_role("payment", 1)])).await;
-    raw_peer(addr, &[1, 1, 0, 10, 0]).await;
+    raw_peer(addr, &[2, 1, 0, 10, 0]).await;
     match srv.await.unwrap() {
         Err(ChannelError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
         other => panic!("{other:?}"),
