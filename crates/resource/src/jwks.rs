@@ -98,10 +98,11 @@ struct Fetched {
 /// time. Give it to [`crate::DpopConfig::with_remote_keys`].
 #[derive(Debug)]
 pub struct RemoteKeySet {
-    url: String,
+    url: Arc<str>,
     fetcher: Arc<dyn JwksFetcher>,
-    state: Mutex<Fetched>,
-    refresh: tokio::sync::Mutex<()>,
+    /// Shared with the task a refresh runs in, which outlives the request that started it.
+    state: Arc<Mutex<Fetched>>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
     max_age_secs: i64,
     min_gap_secs: i64,
 }
@@ -116,17 +117,17 @@ impl RemoteKeySet {
         fetcher: Arc<dyn JwksFetcher>,
         now: i64,
     ) -> Result<Self, RemoteJwksError> {
-        let url = url.into();
+        let url: Arc<str> = url.into().into();
         let keys = Self::load(&url, fetcher.as_ref()).await?;
         Ok(Self {
             url,
             fetcher,
-            state: Mutex::new(Fetched {
+            state: Arc::new(Mutex::new(Fetched {
                 keys: Arc::new(keys),
                 fetched_at: now,
                 tried_at: now,
-            }),
-            refresh: tokio::sync::Mutex::new(()),
+            })),
+            refresh: Arc::new(tokio::sync::Mutex::new(())),
             max_age_secs: DEFAULT_JWKS_MAX_AGE_SECS,
             min_gap_secs: DEFAULT_JWKS_MIN_GAP_SECS,
         })
@@ -150,8 +151,7 @@ impl RemoteKeySet {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Fetched> {
-        // The state is replaced field by field under the lock; every value is usable alone.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock_state(&self.state)
     }
 
     /// The set as last fetched, without fetching.
@@ -188,32 +188,52 @@ impl RemoteKeySet {
     }
 
     /// Fetches once (single flight); whether a new set was installed.
-    async fn refresh(&self, now: i64, why: &str) -> bool {
+    async fn refresh(&self, now: i64, why: &'static str) -> bool {
         let tried_before = self.lock().tried_at;
-        let _single_flight = self.refresh.lock().await;
+        let single_flight = Arc::clone(&self.refresh).lock_owned().await;
         if self.lock().tried_at != tried_before {
             // Another request fetched while this one waited: use its result.
             return true;
         }
         self.lock().tried_at = now;
-        match Self::load(&self.url, self.fetcher.as_ref()).await {
-            Ok(keys) => {
-                let mut state = self.lock();
-                state.keys = Arc::new(keys);
-                state.fetched_at = now;
-                true
+        // The fetch runs in a task of its own, holding the single-flight lock: a request
+        // dropped mid-fetch (its client disconnected) must not cancel it, or a client that
+        // disconnects right after triggering each refresh would keep the set from ever being
+        // replaced (a retired key trusted, a new one unknown) while `tried_at` says it was.
+        let (url, fetcher, state) = (
+            Arc::clone(&self.url),
+            Arc::clone(&self.fetcher),
+            Arc::clone(&self.state),
+        );
+        let fetch = tokio::spawn(async move {
+            let _single_flight = single_flight;
+            match Self::load(&url, fetcher.as_ref()).await {
+                Ok(keys) => {
+                    let mut state = lock_state(&state);
+                    state.keys = Arc::new(keys);
+                    state.fetched_at = now;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(url = %url, why, error = %e, "issuer jwk set refresh failed; keeping the last good set");
+                    false
+                }
             }
-            Err(e) => {
-                tracing::warn!(url = %self.url, why, error = %e, "issuer jwk set refresh failed; keeping the last good set");
-                false
-            }
-        }
+        });
+        // A panicking fetcher installed nothing.
+        fetch.await.unwrap_or(false)
     }
+}
+
+fn lock_state(state: &Mutex<Fetched>) -> std::sync::MutexGuard<'_, Fetched> {
+    // The state is replaced field by field under the lock; every value is usable alone.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::time::Duration;
     use daas_token::{Alg, SigningKey};
 
     #[test]
@@ -261,5 +281,72 @@ mod tests {
         ] {
             assert_eq!(key_set_from_jwks(bad).err(), Some(JwksError::Malformed));
         }
+    }
+
+    /// A JWK set whose fetches wait until the test lets one through.
+    #[derive(Debug)]
+    struct GatedJwks {
+        document: std::sync::Mutex<String>,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl JwksFetcher for GatedJwks {
+        fn fetch_jwks<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, FetchError>> {
+            Box::pin(async move {
+                self.gate.acquire().await.unwrap().forget();
+                Ok(self.document.lock().unwrap().clone().into_bytes())
+            })
+        }
+    }
+
+    fn jwks_of(keys: &[(&str, &SigningKey)]) -> String {
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|(kid, key)| {
+                let mut jwk: serde_json::Value =
+                    serde_json::from_str(&key.public_jwk().to_json()).unwrap();
+                jwk["kid"] = (*kid).into();
+                jwk
+            })
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    /// A client can start a refresh (a token with an unknown kid, or the first request after
+    /// the max age) and disconnect at once, dropping its request. The fetch must still complete
+    /// and install the set: otherwise, with `tried_at` already moved, nothing fetches for a min
+    /// gap, and a client doing this every gap keeps a retired key trusted and new keys unknown.
+    #[tokio::test]
+    async fn a_refresh_whose_request_is_dropped_still_installs_the_new_set() {
+        let old = SigningKey::generate(Alg::EdDsa).unwrap();
+        let new = SigningKey::generate(Alg::Es256).unwrap();
+        let fetcher = Arc::new(GatedJwks {
+            document: std::sync::Mutex::new(jwks_of(&[("old", &old)])),
+            gate: tokio::sync::Semaphore::new(1),
+        });
+        let remote =
+            RemoteKeySet::fetch("https://issuer.example/jwks", Arc::clone(&fetcher) as _, 0)
+                .await
+                .unwrap()
+                .with_intervals(300, 30);
+        // The issuer rotates the old key out.
+        *fetcher.document.lock().unwrap() = jwks_of(&[("new", &new)]);
+
+        // The request that triggers the refresh goes away while the fetch is in flight.
+        let dropped =
+            tokio::time::timeout(Duration::ZERO, remote.refresh_for_unknown_kid(31)).await;
+        assert!(dropped.is_err(), "the fetch was held at the gate");
+        fetcher.gate.add_permits(1);
+        for _ in 0..100 {
+            if remote.current().get("new").is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let keys = remote.current();
+        assert!(keys.get("new").is_some(), "the new key was installed");
+        assert!(keys.get("old").is_none(), "the retired key is gone");
+        // And later requests see it without another fetch (none is allowed within the gap).
+        assert!(remote.refresh_for_unknown_kid(32).await.is_none());
     }
 }
