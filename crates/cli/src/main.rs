@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_svid;
+mod channel_cmd;
 mod cli;
 mod identity_docs;
 mod io;
@@ -25,9 +26,9 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{
-    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, IdentityCmd,
-    NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs, ShareArgs,
-    TokenCmd,
+    AppCmd, AuditCmd, BenchCmd, ChannelCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd,
+    IdentityCmd, NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs,
+    ShareArgs, TokenCmd,
 };
 
 fn main() -> ExitCode {
@@ -305,6 +306,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCmd::Get(args)) => token_cmd::get(&args).await?,
         Command::Token(TokenCmd::Replace(args)) => token_cmd::replace(&args).await?,
         Command::Token(TokenCmd::Revoke(args)) => token_cmd::revoke(&args).await?,
+        Command::Channel(ChannelCmd::Keygen(args)) => channel_cmd::keygen(&args)?,
+        Command::Channel(ChannelCmd::Listen(args)) => channel_cmd::listen(&args).await?,
+        Command::Channel(ChannelCmd::Connect(args)) => channel_cmd::connect(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }

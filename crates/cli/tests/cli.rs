@@ -53,6 +53,12 @@ fn help_snapshots() {
         "daas-identity-instance--help.txt",
         &["identity", "instance", "--help"],
     );
+    for sub in ["keygen", "listen", "connect"] {
+        check_snapshot(
+            &format!("daas-channel-{sub}--help.txt"),
+            &["channel", sub, "--help"],
+        );
+    }
     for sub in ["keygen", "proof", "verify", "get", "replace", "revoke"] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),
