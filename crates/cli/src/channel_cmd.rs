@@ -242,7 +242,6 @@ where
             .context("cannot close the sending direction")
     };
     let receive = async {
-        let mut out = tokio::io::stdout();
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = rd
@@ -252,9 +251,10 @@ where
             if n == 0 {
                 break;
             }
+            // Blocking, like any netcat: a reader that stops reading stops the peer too.
+            let mut out = std::io::stdout().lock();
             out.write_all(&buf[..n])
-                .await
-                .and(out.flush().await)
+                .and_then(|()| out.flush())
                 .context("cannot write to stdout")?;
         }
         Ok::<_, anyhow::Error>(())

@@ -8,7 +8,7 @@
     reason = "a test: a failed step should panic with its location"
 )]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -248,7 +248,7 @@ fn a_wrong_password_role_is_not_verified() {
     assert!(
         user_api
             .stderr
-            .contains("failed roles: user-info (password role confirmation mismatch)"),
+            .contains("user-info (password role confirmation mismatch)"),
         "{}",
         user_api.stderr
     );
