@@ -49,9 +49,23 @@ pub enum Command {
     /// Proof-of-possession tokens: keys, DPoP proofs, verification
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Role-authenticated channel: role keys, and stdin/stdout piped over a channel
+    #[command(subcommand)]
+    Channel(ChannelCmd),
     /// Load benchmarks
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCmd {
+    /// Write a new 256-bit role key (hex, mode 0600); prints nothing
+    Keygen(crate::channel_cmd::KeygenArgs),
+    /// Serve one connection: pipe stdin/stdout over the channel; prints the peer's verified
+    /// roles on stderr
+    Listen(crate::channel_cmd::ListenArgs),
+    /// Connect: pipe stdin/stdout over the channel; prints the peer's verified roles on stderr
+    Connect(crate::channel_cmd::ConnectArgs),
 }
 
 #[derive(Debug, Subcommand)]

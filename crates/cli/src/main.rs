@@ -9,6 +9,7 @@
 mod bench;
 mod bench_svid;
 mod bench_token;
+mod channel_cmd;
 mod cli;
 mod identity_docs;
 mod io;
@@ -27,9 +28,9 @@ use serde::Serialize;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{
-    AppCmd, AuditCmd, BenchCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd, IdentityCmd,
-    NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs, ShareArgs,
-    TokenCmd,
+    AppCmd, AuditCmd, BenchCmd, ChannelCmd, Cli, Command, DecryptArgs, EncryptArgs, EntryCmd,
+    IdentityCmd, NodeCmd, NodeTokenCmd, OperatorCmd, SHARE_ENV, SecretCmd, SensorArgs, ServerArgs,
+    ShareArgs, TokenCmd,
 };
 
 fn main() -> ExitCode {
@@ -310,6 +311,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCmd::Protect(args)) => {
             protect::protect(&args, shutdown_signal()?).await?;
         }
+        Command::Channel(ChannelCmd::Keygen(args)) => channel_cmd::keygen(&args)?,
+        Command::Channel(ChannelCmd::Listen(args)) => channel_cmd::listen(&args).await?,
+        Command::Channel(ChannelCmd::Connect(args)) => channel_cmd::connect(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
         Command::Bench(BenchCmd::Token(args)) => bench_token::token(args).await?,

@@ -54,6 +54,12 @@ fn help_snapshots() {
         &["identity", "instance", "--help"],
     );
     check_snapshot("daas-bench-token--help.txt", &["bench", "token", "--help"]);
+    for sub in ["keygen", "listen", "connect"] {
+        check_snapshot(
+            &format!("daas-channel-{sub}--help.txt"),
+            &["channel", sub, "--help"],
+        );
+    }
     for sub in ["keygen", "proof", "verify", "get", "replace", "revoke"] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),

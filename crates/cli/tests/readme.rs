@@ -139,3 +139,75 @@ fn readme_token_tour_runs_verbatim() {
     );
     assert!(stderr.is_empty(), "the token tour printed errors: {stderr}");
 }
+
+/// The channel tour needs no server: it runs from a directory holding a copy of
+/// `examples/channel/*.toml` (so the keys it generates stay out of the repository), as a user
+/// runs it from the repository root.
+#[test]
+fn readme_channel_tour_runs_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples/channel");
+    std::fs::create_dir_all(&examples).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/channel");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let bin_dir = std::path::Path::new(support::BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(marked_block("channel-tour"))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("DAAS_ROLE_USER_INFO")
+        .env_remove("DAAS_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the channel tour failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    assert_eq!(lines[0], "payment accepted", "{stdout}");
+    assert_eq!(lines[1], "charge order 42", "{stdout}");
+    assert!(lines[2].starts_with("listening on 127.0.0.1:"), "{stdout}");
+    assert_eq!(lines[3], "verified roles: payment", "{stdout}");
+    assert_eq!(&lines[4..6], ["suggestion: exit 1", "payment: exit 1"]);
+    assert!(lines[6].starts_with("listening on 127.0.0.1:"), "{stdout}");
+    assert!(
+        lines[7].starts_with("error: refused peer 127.0.0.1:")
+            && lines[7].ends_with(
+                ": none of its roles verified and anonymous peers are not allowed; failed roles: \
+                 user-info (role not accepted by this side)"
+            ),
+        "{stdout}"
+    );
+    // stderr: user-api's verified roles, then suggestion's refusal of payment.
+    let err: Vec<&str> = stderr.lines().collect();
+    assert_eq!(err.len(), 2, "{stderr}");
+    assert_eq!(err[0], "verified roles: payment");
+    assert!(
+        err[1].starts_with("error: refused peer 127.0.0.1:"),
+        "{stderr}"
+    );
+    // The keys were generated, private.
+    for role in ["payment", "approval", "shipping"] {
+        let meta = std::fs::metadata(examples.join(format!("secrets/{role}.key"))).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
+}
