@@ -76,7 +76,7 @@ async fn post(
 
 /// A token for `aud` bound to `key`, requested with `credential`.
 async fn get_token(s: &TestServer, credential: &str, key: &SigningKey, body: Value) -> String {
-    let p = proof(&s, key, "POST", &s.url("/v1/token")).await;
+    let p = proof(s, key, "POST", &s.url("/v1/token")).await;
     let (status, resp) = post(s, "/v1/token", Some(credential), &[&p], body).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["token_type"], "DPoP", "{resp}");
@@ -84,7 +84,7 @@ async fn get_token(s: &TestServer, credential: &str, key: &SigningKey, body: Val
 }
 
 async fn replace(s: &TestServer, key: &SigningKey, jti: &str) -> (u16, Value) {
-    let p = proof(&s, key, "POST", &s.url("/v1/token/replace")).await;
+    let p = proof(s, key, "POST", &s.url("/v1/token/replace")).await;
     post(s, "/v1/token/replace", None, &[&p], json!({ "jti": jti })).await
 }
 
