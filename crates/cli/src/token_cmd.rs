@@ -85,7 +85,8 @@ pub struct VerifyArgs {
     pub iss: Option<String>,
 }
 
-/// `daas token get --key KEYFILE --aud A [--scope S] [--ttl DURATION]`
+/// `daas token get --key KEYFILE --aud A [--scope S] [--ttl DURATION]
+/// [--svid-cert FILE --svid-key FILE | --socket PATH]`
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
     /// The key to bind the token to (from `daas token keygen`)
@@ -100,6 +101,21 @@ pub struct GetArgs {
     /// Token lifetime (default 1d, at most 30d)
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub ttl: Option<std::time::Duration>,
+    /// Authenticate with this X.509-SVID (PEM chain, leaf first) instead of DAAS_TOKEN; the
+    /// token's subject is its SPIFFE ID
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "svid_key",
+        conflicts_with = "socket"
+    )]
+    pub svid_cert: Option<PathBuf>,
+    /// The SVID's private key (PKCS#8 PEM)
+    #[arg(long, value_name = "FILE", requires = "svid_cert")]
+    pub svid_key: Option<PathBuf>,
+    /// Authenticate with the X.509-SVID fetched from the sensor's Workload API at this socket
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// `daas token replace --key KEYFILE (--jti JTI | --token T)`
@@ -129,16 +145,42 @@ pub struct RevokeArgs {
     pub subject: Option<String>,
 }
 
+/// The SVID (chain and key, PEM) `daas token get` authenticates with, if any.
+async fn svid_pem(args: &GetArgs) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    if let (Some(cert), Some(key)) = (&args.svid_cert, &args.svid_key) {
+        let mut pem = Zeroizing::new(
+            read_secret_file(cert, "svid certificate")?
+                .as_bytes()
+                .to_vec(),
+        );
+        pem.push(b'\n');
+        pem.extend_from_slice(read_secret_file(key, "svid key")?.as_bytes());
+        pem.push(b'\n');
+        return Ok(Some(pem));
+    }
+    let Some(socket) = &args.socket else {
+        return Ok(None);
+    };
+    let svid = daas_sensor::workload_client::fetch_x509_svid(socket)
+        .await
+        .context("cannot fetch the svid from the workload api")?;
+    let mut pem = Zeroizing::new(daas_identity::svid::certs_to_pem(&svid.chain).into_bytes());
+    pem.extend_from_slice(
+        daas_sensor::node_store::pem_block("PRIVATE KEY", &svid.key_pkcs8).as_bytes(),
+    );
+    Ok(Some(pem))
+}
+
 /// Requests a token bound to the key; prints it.
 pub async fn get(args: &GetArgs) -> Result<()> {
     let key = read_key(&args.key)?;
-    let client = daas_sdk::Client::from_env()?;
-    let url = client.endpoint("/v1/token");
-    let proof = daas_token::build_proof(&key, "POST", &url, now(), None, None, None)
-        .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
+    let client = match svid_pem(args).await? {
+        Some(pem) => daas_sdk::Client::with_svid_from_env(&pem)?,
+        None => daas_sdk::Client::from_env()?,
+    };
     let issued = client
         .token_get(
-            &proof,
+            &key,
             &args.aud,
             args.scope.as_deref(),
             args.ttl.map(|d| d.as_secs()),
@@ -173,11 +215,8 @@ pub async fn replace(args: &ReplaceArgs) -> Result<()> {
         (None, None) => bail!("give --jti or --token"),
     };
     let client = daas_sdk::Client::unauthenticated_from_env()?;
-    let url = client.endpoint("/v1/token/replace");
-    let proof = daas_token::build_proof(&key, "POST", &url, now(), None, None, None)
-        .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
     let issued = client
-        .token_replace(&proof, &jti)
+        .token_replace(&key, &jti)
         .await
         .context("cannot replace the token")?;
     write_stdout(format!("{}\n", issued.access_token.expose()).as_bytes())

@@ -318,6 +318,33 @@ fn cli_get_verify_replace_revoke_against_a_dev_server() {
     assert_eq!(claims["scope"], "orders:read");
     assert!(!verify_with(&token, &thief).status.success());
 
+    // PyJWT's PyJWKClient fetches the server's published JWK set over HTTPS (trusting only
+    // the server's CA) and verifies the token with it.
+    if let Some(python) = python() {
+        let var = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let addr = var("DAAS_ADDR");
+        let verified = peer(
+            &python,
+            &[
+                "verify-at-url",
+                &format!("{addr}/.well-known/jwks.json"),
+                &var("DAAS_CACERT"),
+                &token,
+                &addr,
+                AUDIENCE,
+            ],
+        );
+        let by_pyjwt: serde_json::Value = serde_json::from_str(&verified).unwrap();
+        assert_eq!(by_pyjwt["sub"], "admin");
+        assert_eq!(by_pyjwt["jti"], claims["jti"]);
+        assert_eq!(by_pyjwt["cnf"], claims["cnf"]);
+    }
+
     // Lost: replaced with the key alone (the thief's key gets nothing).
     let out = run(&[
         "token",

@@ -60,6 +60,7 @@ pub struct StorageKeys {
     lookup: Key256,
     audit_chain: Key256,
     audit_value: Key256,
+    dpop_nonce: Key256,
 }
 
 impl core::fmt::Debug for StorageKeys {
@@ -85,6 +86,7 @@ impl StorageKeys {
             lookup: subkey(master, labels::STORAGE_LOOKUP_V1),
             audit_chain: subkey(master, labels::AUDIT_CHAIN_V1),
             audit_value: subkey(master, labels::AUDIT_VALUE_V1),
+            dpop_nonce: subkey(master, labels::TOKEN_DPOP_NONCE_KEY_V1),
         }
     }
 
@@ -129,6 +131,12 @@ impl StorageKeys {
     /// Key for chaining the audit log.
     pub fn audit_chain_key(&self) -> &Key256 {
         &self.audit_chain
+    }
+
+    /// Key of the token endpoints' stateless DPoP nonces: every replica unsealed with the same
+    /// master key issues and accepts the same nonces.
+    pub fn dpop_nonce_key(&self) -> &Key256 {
+        &self.dpop_nonce
     }
 
     /// Salted HMAC of a sensitive value for the audit log (hex, 32 chars = 128 bits).

@@ -1,7 +1,7 @@
 //! The HTTP client: one `reqwest::Client` (connection pool, keep-alive) per [`Client`].
 use core::fmt;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use daas_crypto::envelope::{self, Context, Envelope, Suite};
 use daas_crypto::share::{Share, ShareIndex};
@@ -45,7 +45,12 @@ struct Inner {
     authorization: Option<HeaderValue>,
     /// The caller's principal from `whoami`, fetched once for client-mode sealing.
     principal: OnceCell<String>,
+    /// The last `DPoP-Nonce` the token endpoints sent (RFC 9449 §8), used in the next proof.
+    dpop_nonce: Mutex<Option<String>>,
 }
+
+/// The longest `DPoP-Nonce` remembered (the server's are 55 characters).
+const MAX_NONCE_LEN: usize = 256;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,9 +77,31 @@ impl Client {
         Self::build(
             &config.addr,
             Some(&config.token),
+            None,
             config.ca_cert_pem.as_deref(),
             &options,
         )
+    }
+
+    /// A client that authenticates with a workload's X.509-SVID in the TLS handshake instead
+    /// of a bearer token (accepted by `POST /v1/token`, whose token then names the SPIFFE ID).
+    /// `svid_pem` holds the certificate chain (leaf first) and the PKCS#8 private key, in PEM.
+    pub fn with_svid(
+        addr: &str,
+        svid_pem: &[u8],
+        ca_cert_pem: Option<&[u8]>,
+        options: &ClientOptions,
+    ) -> Result<Self> {
+        let identity = reqwest::Identity::from_pem(svid_pem).map_err(|_| {
+            Error::invalid_input("the svid is not a PEM certificate chain and private key")
+        })?;
+        Self::build(addr, None, Some(identity), ca_cert_pem, options)
+    }
+
+    /// [`Client::with_svid`] with `DAAS_ADDR` and `DAAS_CACERT` (`DAAS_TOKEN` is ignored).
+    pub fn with_svid_from_env(svid_pem: &[u8]) -> Result<Self> {
+        let (addr, ca) = addr_and_ca_from_env()?;
+        Self::with_svid(&addr, svid_pem, ca.as_deref(), &ClientOptions::default())
     }
 
     /// From `DAAS_ADDR`, `DAAS_TOKEN` and `DAAS_CACERT`.
@@ -88,7 +115,7 @@ impl Client {
         ca_cert_pem: Option<&[u8]>,
         options: &ClientOptions,
     ) -> Result<Self> {
-        Self::build(addr, None, ca_cert_pem, options)
+        Self::build(addr, None, None, ca_cert_pem, options)
     }
 
     /// [`Client::unauthenticated`] from `DAAS_ADDR` and `DAAS_CACERT` (`DAAS_TOKEN` is ignored).
@@ -100,6 +127,7 @@ impl Client {
     fn build(
         addr: &str,
         token: Option<&SecretString>,
+        identity: Option<reqwest::Identity>,
         ca_cert_pem: Option<&[u8]>,
         options: &ClientOptions,
     ) -> Result<Self> {
@@ -142,6 +170,9 @@ impl Client {
         if options.http1_only {
             builder = builder.http1_only();
         }
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
         let http = builder
             .build()
             .map_err(|e| Error::invalid_input(format!("cannot set up the HTTPS client: {e}")))?;
@@ -151,6 +182,7 @@ impl Client {
                 base,
                 authorization,
                 principal: OnceCell::new(),
+                dpop_nonce: Mutex::new(None),
             }),
         })
     }
@@ -730,66 +762,121 @@ impl Client {
         self.url(path)
     }
 
-    /// `POST /v1/token`: an access token bound to the key that signed `proof` (a DPoP proof for
-    /// `POST` [`Self::endpoint`]`("/v1/token")`). Needs the admin or an app token.
+    /// `POST /v1/token`: an access token for `aud` bound to `key`. The client signs the DPoP
+    /// proof for `POST` [`Self::endpoint`]`("/v1/token")`; when the server asks for a nonce
+    /// (`use_dpop_nonce`) it signs a new proof with it and retries once. Needs the admin or an
+    /// app token, or a client built with [`Client::with_svid`].
     pub async fn token_get(
         &self,
-        proof: &str,
+        key: &daas_token::SigningKey,
         aud: &str,
         scope: Option<&str>,
         ttl_secs: Option<u64>,
     ) -> Result<IssuedToken> {
-        #[derive(Serialize)]
-        struct Req<'a> {
-            aud: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            scope: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            ttl_secs: Option<u64>,
+        let mut req = serde_json::json!({ "aud": aud });
+        if let Some(scope) = scope {
+            req["scope"] = scope.into();
         }
-        let req = Req {
-            aud,
-            scope,
-            ttl_secs,
+        if let Some(ttl) = ttl_secs {
+            req["ttl_secs"] = ttl.into();
+        }
+        let body = self
+            .dpop_post("/v1/token", key, &req, 256 + aud.len(), true)
+            .await?;
+        issued_token(&body)
+    }
+
+    /// `POST /v1/token/replace`: a new token for the lost token `jti`, with the same binding,
+    /// proven by `key` (the key the lost token is bound to; nonce retry as for
+    /// [`Self::token_get`]). No bearer credential is sent.
+    pub async fn token_replace(
+        &self,
+        key: &daas_token::SigningKey,
+        jti: &str,
+    ) -> Result<IssuedToken> {
+        let req = serde_json::json!({ "jti": jti });
+        let body = self
+            .dpop_post("/v1/token/replace", key, &req, 64 + jti.len(), false)
+            .await?;
+        issued_token(&body)
+    }
+
+    /// `POST path` with a DPoP proof by `key` carrying the last server nonce; a
+    /// `use_dpop_nonce` answer that brings a new nonce is retried once with it. Every answer's
+    /// `DPoP-Nonce` is remembered for the next proof.
+    async fn dpop_post(
+        &self,
+        path: &str,
+        key: &daas_token::SigningKey,
+        body: &serde_json::Value,
+        capacity: usize,
+        authenticated: bool,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let url = self.url(path);
+        let mut retried = false;
+        loop {
+            let nonce = self
+                .inner
+                .dpop_nonce
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let proof = daas_token::build_proof(
+                key,
+                "POST",
+                &url,
+                unix_now(),
+                None,
+                None,
+                nonce.as_deref(),
+            )
+            .map_err(|e| Error::invalid_input(format!("cannot build the dpop proof: {e}")))?;
+            let rb = if authenticated {
+                self.request(Method::POST, path)
+            } else {
+                self.inner.http.post(&url)
+            };
+            let resp = rb
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json")
+                .header("DPoP", proof)
+                .body(json_body(body, capacity)?)
+                .send()
+                .await
+                .map_err(transport)?;
+            let fresh = self.remember_nonce(resp.headers());
+            let status = resp.status();
+            if status.is_success() {
+                return read_body(resp, MAX_RESPONSE).await;
+            }
+            let error_body = read_body(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            let error = api_error(status, &error_body);
+            if retried || !fresh || error.code() != Some("use_dpop_nonce") {
+                return Err(error);
+            }
+            retried = true;
+        }
+    }
+
+    /// Keeps the answer's `DPoP-Nonce` (visible ASCII, bounded); whether it is a new one.
+    fn remember_nonce(&self, headers: &header::HeaderMap) -> bool {
+        let Some(nonce) = headers
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| {
+                !n.is_empty() && n.len() <= MAX_NONCE_LEN && n.bytes().all(|b| b.is_ascii_graphic())
+            })
+        else {
+            return false;
         };
-        let rb = self
-            .json_request(Method::POST, "/v1/token", &req, 256 + aud.len())?
-            .header("DPoP", proof);
-        self.issued_token(rb).await
-    }
-
-    /// `POST /v1/token/replace`: a new token for the lost token `jti`, with the same binding;
-    /// `proof` (for `POST` [`Self::endpoint`]`("/v1/token/replace")`) must be signed by the
-    /// key the lost token is bound to. No bearer credential is sent.
-    pub async fn token_replace(&self, proof: &str, jti: &str) -> Result<IssuedToken> {
-        let rb = self
+        let mut last = self
             .inner
-            .http
-            .post(self.url("/v1/token/replace"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("DPoP", proof)
-            .body(json_body(
-                &serde_json::json!({ "jti": jti }),
-                64 + jti.len(),
-            )?);
-        self.issued_token(rb).await
-    }
-
-    async fn issued_token(&self, rb: RequestBuilder) -> Result<IssuedToken> {
-        #[derive(Deserialize)]
-        struct Resp {
-            access_token: String,
-            expires_in: u64,
-            #[serde(default)]
-            scope: Option<String>,
-        }
-        let body = self.send_body(rb).await?;
-        let r: Resp = parse(&body)?;
-        Ok(IssuedToken {
-            access_token: SecretString::new(r.access_token),
-            expires_in: r.expires_in,
-            scope: r.scope,
-        })
+            .dpop_nonce
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let new = last.as_deref() != Some(nonce);
+        *last = Some(nonce.to_owned());
+        new
     }
 
     /// `POST /v1/token/revoke` (admin): revokes the token `jti`, or every token of `subject`;
@@ -875,6 +962,30 @@ impl Client {
 }
 
 /// Rough JSON size of the options, to pre-size request buffers.
+/// The token endpoints' answer (RFC 6749 §5.1).
+fn issued_token(body: &[u8]) -> Result<IssuedToken> {
+    #[derive(Deserialize)]
+    struct Resp {
+        access_token: String,
+        expires_in: u64,
+        #[serde(default)]
+        scope: Option<String>,
+    }
+    let r: Resp = parse(body)?;
+    Ok(IssuedToken {
+        access_token: SecretString::new(r.access_token),
+        expires_in: r.expires_in,
+        scope: r.scope,
+    })
+}
+
+/// Unix seconds (a clock before 1970 counts as 0: the server then refuses the proof's `iat`).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 fn options_len(opts: &EncryptOptions) -> usize {
     opts.audience.as_ref().map_or(0, |a| a.len() * 2 + 16)
         + opts.access.iter().map(|a| a.len() * 2 + 4).sum::<usize>()

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use daas_crypto::CryptoError;
 use daas_store::StoreError;
 
+/// RFC 9449 §8: the header that carries the server's current DPoP nonce.
+pub const DPOP_NONCE: axum::http::HeaderName = axum::http::HeaderName::from_static("dpop-nonce");
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     Malformed(String),
@@ -18,6 +21,9 @@ pub enum ApiError {
     /// RFC 9449 §5: the DPoP proof of a token request is missing or invalid (the audit log
     /// says why).
     InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry a current server nonce; the answer carries a fresh one
+    /// in `DPoP-Nonce`.
+    UseDpopNonce(String),
     /// RFC 6749 §5.2: the token to replace is unknown, revoked, bound to another key or at the
     /// end of its replacement chain (opaque; the audit log says which).
     InvalidGrant,
@@ -45,6 +51,7 @@ impl ApiError {
             | Self::DecryptionFailed
             | Self::ClientModeObject
             | Self::InvalidDpopProof
+            | Self::UseDpopNonce(_)
             | Self::InvalidGrant => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -67,6 +74,7 @@ impl ApiError {
             Self::DecryptionFailed => "decryption_failed",
             Self::ClientModeObject => "client_mode_object",
             Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce(_) => "use_dpop_nonce",
             Self::InvalidGrant => "invalid_grant",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
@@ -92,6 +100,9 @@ impl ApiError {
                                        locally (daas decrypt --local)"
                 .into(),
             Self::InvalidDpopProof => "the dpop proof is missing or invalid".into(),
+            Self::UseDpopNonce(_) => {
+                "the dpop proof must carry the nonce of the DPoP-Nonce header; retry with it".into()
+            }
             Self::InvalidGrant => "the token cannot be replaced".into(),
             Self::Unauthenticated => "missing or invalid credentials".into(),
             Self::Forbidden => "the caller is not allowed to do this".into(),
@@ -115,7 +126,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::UseDpopNonce(nonce) = &self
+            && let Ok(value) = axum::http::HeaderValue::from_str(nonce)
+        {
+            response.headers_mut().insert(DPOP_NONCE, value);
+        }
+        response
     }
 }
 

@@ -69,7 +69,7 @@ pub use error::ApiError;
 pub use router::{ROUTES, router};
 pub use state::{AppState, Engine};
 pub use sys::{OPENAPI, unseal_share_check};
-pub use tokens::TokenConfig;
+pub use tokens::{ReplayRedisUrl, TokenConfig};
 
 /// Default request body limit (1 MiB); larger bodies get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -348,6 +348,12 @@ pub struct FileConfig {
     /// The access-token issuer URL, `https://host[:port]` as clients reach the server
     /// (default: derived from each request's host; see docs/api.md).
     pub token_issuer: Option<String>,
+    /// Whether `POST /v1/token` and `/v1/token/replace` require a DPoP server nonce
+    /// (RFC 9449 §8; default true).
+    pub token_dpop_nonce: Option<bool>,
+    /// `redis://...`: the proof replay store of the token endpoints, shared by every replica
+    /// (default: in process, which protects one replica only).
+    pub token_replay_redis: Option<String>,
 }
 
 impl FileConfig {
@@ -370,9 +376,18 @@ impl FileConfig {
         if let Some(issuer) = &self.token_issuer {
             TokenConfig::validate_issuer(issuer).map_err(config_err)?;
         }
+        let replay_redis = self
+            .token_replay_redis
+            .as_deref()
+            .map(tokens::ReplayRedisUrl::new)
+            .transpose()
+            .map_err(config_err)?;
+        let defaults = TokenConfig::default();
         Ok(TokenConfig {
             issuer: self.token_issuer.clone(),
-            ..TokenConfig::default()
+            require_nonce: self.token_dpop_nonce.unwrap_or(defaults.require_nonce),
+            replay_redis,
+            ..defaults
         })
     }
 

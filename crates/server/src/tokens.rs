@@ -21,18 +21,19 @@ use std::sync::{Arc, PoisonError, RwLock};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use daas_resource::{MemoryReplayStore, RedisReplayStore, RedisStoreError, ReplayStore};
 use daas_store::{TokenKeyPurpose, TokenKeyRecord, TokenRecord, TokenSelector};
 use daas_token::{
-    AccessTokenClaims, Alg, DpopError, MemoryReplayCache, ProofPolicy, ProofRequest, SigningKey,
-    StatusListRef, VerifiedProof,
+    AccessTokenClaims, Alg, NonceKey, ProofPolicy, ProofRequest, SigningKey, StatusListRef,
+    VerifiedProof,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::apps::admin_only;
 use crate::auth::{Caller, audit_credential_failure};
-use crate::error::{ApiError, internal};
+use crate::error::{ApiError, DPOP_NONCE, internal};
 use crate::extract::{ApiJson, b64u, now_ms};
 use crate::state::{AppState, Engine, event};
 
@@ -50,7 +51,29 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 const REPLAY_CAPACITY: usize = 1 << 20;
 const DAY_SECS: u64 = 24 * 3600;
 
-/// Lifetimes of the tokens engine.
+/// The Redis URL of the shared proof replay store. It may carry a password: `Debug` shows
+/// only that one is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplayRedisUrl(String);
+
+impl ReplayRedisUrl {
+    /// Checks the scheme (`redis://` or `rediss://`); the server connects on first use.
+    pub fn new(url: &str) -> Result<Self, String> {
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Ok(Self(url.to_owned()))
+        } else {
+            Err("token_replay_redis must be a redis:// or rediss:// url".into())
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplayRedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayRedisUrl(<redacted>)")
+    }
+}
+
+/// Issuer, lifetimes, nonces and replay store of the tokens engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
     /// The issuer URL (`https://host[:port]`, no path); `None`: derived from each request's
@@ -65,6 +88,12 @@ pub struct TokenConfig {
     /// How long a retired issuer key stays published after a rotation. At least
     /// `max_ttl_secs`, so every token a key signed can be verified until it expires.
     pub key_overlap_secs: u64,
+    /// Whether `POST /v1/token` and `/v1/token/replace` require a server nonce in the proof
+    /// (RFC 9449 §8). Default on.
+    pub require_nonce: bool,
+    /// The shared replay store of the token endpoints' proofs; `None`: in process (one
+    /// replica only).
+    pub replay_redis: Option<ReplayRedisUrl>,
 }
 
 impl Default for TokenConfig {
@@ -75,6 +104,8 @@ impl Default for TokenConfig {
             max_ttl_secs: 30 * DAY_SECS,
             max_chain_secs: 90 * DAY_SECS,
             key_overlap_secs: 30 * DAY_SECS,
+            require_nonce: true,
+            replay_redis: None,
         }
     }
 }
@@ -204,8 +235,27 @@ fn key_state(
 #[derive(Debug)]
 pub struct Tokens {
     keys: RwLock<Arc<KeyState>>,
-    /// Proof `jti`s seen in their window (this process only; see docs/tokens.md).
-    replay: MemoryReplayCache,
+    /// Proof `jti`s seen in their window: in this process, or in Redis shared by the replicas.
+    replay: Box<dyn ReplayStore>,
+    /// The key of the token endpoints' stateless nonces, when they are required. Derived from
+    /// the storage key, so every replica issues and accepts the same nonces.
+    nonce: Option<NonceKey>,
+}
+
+/// The configured replay store: Redis (connected now, so a wrong URL or an unreachable server
+/// is reported at first use rather than on every proof) or in process.
+async fn replay_store(config: &TokenConfig) -> Result<Box<dyn ReplayStore>, ApiError> {
+    match &config.replay_redis {
+        None => Ok(Box::new(MemoryReplayStore::new(REPLAY_CAPACITY))),
+        Some(url) => match RedisReplayStore::connect(&url.0).await {
+            Ok(store) => Ok(Box::new(store.with_prefix("daas:token:dpop:"))),
+            Err(RedisStoreError::Unreachable(why)) => {
+                tracing::warn!(error = %why, "the token replay store (redis) is unreachable");
+                Err(ApiError::Unavailable)
+            }
+            Err(e) => Err(internal(format!("token replay store: {e}"))),
+        },
+    }
 }
 
 impl Tokens {
@@ -239,7 +289,11 @@ impl Tokens {
         }
         Ok(Self {
             keys: RwLock::new(Arc::new(key_state(&records, now, &engine.token_config)?)),
-            replay: MemoryReplayCache::new(REPLAY_CAPACITY),
+            replay: replay_store(&engine.token_config).await?,
+            nonce: engine
+                .token_config
+                .require_nonce
+                .then(|| NonceKey::new(*engine.keys.dpop_nonce_key().expose())),
         })
     }
 
@@ -337,20 +391,38 @@ impl FromRequestParts<AppState> for Issuer {
 
 // ---------------------------------------------------------------- proofs
 
-/// Verify the request's DPoP proof for `POST <url>` (no access token, no nonce yet) and record
-/// it in the replay cache.
-fn check_proof(
+/// A refused proof: what the client is told, and why (for the audit log).
+struct ProofRefusal {
+    answer: ApiError,
+    reason: String,
+}
+
+/// Verify the request's DPoP proof for `POST <url>` (no access token; the server nonce when
+/// required) and record it in the replay store. Refusals: `use_dpop_nonce` with a fresh nonce
+/// (only for an otherwise valid proof), `invalid_dpop_proof` (RFC 9449 §5), or 503 when the
+/// replay store cannot answer (fail closed).
+async fn check_proof(
     tokens: &Tokens,
     headers: &HeaderMap,
     url: &str,
-) -> Result<VerifiedProof, DpopError> {
+) -> Result<VerifiedProof, ProofRefusal> {
     let values: Vec<&str> = headers
         .get_all("dpop")
         .iter()
         .map(|v| v.to_str().unwrap_or(""))
         .collect();
     let now = now_secs();
-    daas_token::verify_proof(
+    let refused = |e: &daas_token::DpopError| ProofRefusal {
+        answer: match (e.error_code(), &tokens.nonce) {
+            (daas_token::ErrorCode::ServerError, _) => ApiError::Unavailable,
+            (daas_token::ErrorCode::UseDpopNonce, Some(key)) => {
+                ApiError::UseDpopNonce(key.issue(now))
+            }
+            _ => ApiError::InvalidDpopProof,
+        },
+        reason: e.to_string(),
+    };
+    let pending = daas_token::verify_proof(
         &values,
         &ProofRequest {
             method: "POST",
@@ -358,18 +430,93 @@ fn check_proof(
             access_token: None,
         },
         &ProofPolicy::default(),
-        None,
+        tokens.nonce.as_ref(),
         now,
     )
-    .and_then(|pending| pending.check(&tokens.replay, now))
+    .map_err(|e| refused(&e))?;
+    let fresh = tokens
+        .replay
+        .insert_if_absent(pending.replay_key(), pending.expires_at(), now)
+        .await
+        .map_err(|e| ProofRefusal {
+            answer: ApiError::Unavailable,
+            reason: format!("proof replay store: {e}"),
+        })?;
+    pending.finish(fresh).map_err(|e| refused(&e))
 }
 
-/// The answer to a rejected proof: 503 when the replay cache cannot answer (fail closed), else
-/// `invalid_dpop_proof` (RFC 9449 §5).
-fn proof_error(e: &DpopError) -> ApiError {
-    match e.error_code() {
-        daas_token::ErrorCode::ServerError => ApiError::Unavailable,
-        _ => ApiError::InvalidDpopProof,
+impl Tokens {
+    /// The headers of a successful answer: the next `DPoP-Nonce`, when nonces are required.
+    fn success_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &self.nonce
+            && let Ok(value) = HeaderValue::from_str(&key.issue(now_secs()))
+        {
+            headers.insert(DPOP_NONCE, value);
+        }
+        headers
+    }
+}
+
+// ---------------------------------------------------------------- client authentication
+
+/// Who asks `POST /v1/token`: a bearer credential (admin or app token) when an
+/// `Authorization` header is sent, else the X.509-SVID of a workload of this trust domain
+/// presented in the TLS handshake. The token's subject is `admin`, `app:<name>` or the SPIFFE
+/// ID. Every failure is one opaque 401; the audit log (`auth.failure`) says why.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenClient {
+    name: String,
+}
+
+impl FromRequestParts<AppState> for TokenClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let caller = Caller::from_request_parts(parts, state).await?;
+            return Ok(Self { name: caller.name });
+        }
+        let engine = state.engine()?;
+        let chain = parts
+            .extensions
+            .get::<crate::tls::PeerCertificates>()
+            .and_then(|p| p.0.clone());
+        let Some(chain) = chain else {
+            audit_credential_failure(
+                &engine,
+                "auth.failure",
+                TOKEN_PATH,
+                "no bearer token and no client certificate",
+            )
+            .await;
+            return Err(ApiError::Unauthenticated);
+        };
+        // The bundle the handshake checked against is loaded with the identity engine.
+        engine.identity().await?;
+        let verdict = match daas_identity::verify_x509_svid(
+            &chain,
+            &engine.bundle.get(),
+            time::OffsetDateTime::now_utc(),
+        ) {
+            Err(_) => Err("client certificate is not a valid svid of this trust domain"),
+            Ok(id) if daas_identity::entry::is_node_id(&id) => {
+                Err("client svid is a node's, not a workload's")
+            }
+            Ok(id) => Ok(id),
+        };
+        match verdict {
+            Ok(id) => Ok(Self {
+                name: id.to_string(),
+            }),
+            Err(detail) => {
+                audit_credential_failure(&engine, "auth.failure", TOKEN_PATH, detail).await;
+                Err(ApiError::Unauthenticated)
+            }
+        }
     }
 }
 
@@ -437,27 +584,30 @@ fn token_response(token: String, record: &TokenRecord) -> Json<TokenResponse> {
 /// `POST /v1/token`.
 pub async fn issue(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: TokenClient,
     issuer: Issuer,
     headers: HeaderMap,
     ApiJson(req): ApiJson<IssueRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<TokenResponse>), ApiError> {
     let engine = state.engine()?;
     let tokens = engine.tokens().await?;
     let config = &engine.token_config;
-    let proof = match check_proof(tokens, &headers, &issuer.url(TOKEN_PATH)) {
+    let proof = match check_proof(tokens, &headers, &issuer.url(TOKEN_PATH)).await {
         Ok(proof) => proof,
-        Err(e) => {
-            engine
-                .audit_failure(
-                    &caller.name,
-                    "token.issue",
-                    &req.aud,
-                    "denied",
-                    &e.to_string(),
-                )
-                .await;
-            return Err(proof_error(&e));
+        Err(refusal) => {
+            // A nonce challenge is the protocol's normal first round trip, not a failure.
+            if !matches!(refusal.answer, ApiError::UseDpopNonce(_)) {
+                engine
+                    .audit_failure(
+                        &caller.name,
+                        "token.issue",
+                        &req.aud,
+                        "denied",
+                        &refusal.reason,
+                    )
+                    .await;
+            }
+            return Err(refusal.answer);
         }
     };
     let ttl = req.ttl_secs.unwrap_or(config.default_ttl_secs);
@@ -499,7 +649,7 @@ pub async fn issue(
         )
         .await?;
     let token = tokens.sign(&claims_for(&issuer, &record))?;
-    Ok(token_response(token, &record))
+    Ok((tokens.success_headers(), token_response(token, &record)))
 }
 
 // ---------------------------------------------------------------- replace
@@ -544,7 +694,7 @@ pub async fn replace(
     issuer: Issuer,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ReplaceRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<TokenResponse>), ApiError> {
     let engine = state.engine()?;
     let tokens = engine.tokens().await?;
     let config = &engine.token_config;
@@ -553,11 +703,13 @@ pub async fn replace(
     } else {
         "<oversize jti>"
     };
-    let proof = match check_proof(tokens, &headers, &issuer.url(REPLACE_PATH)) {
+    let proof = match check_proof(tokens, &headers, &issuer.url(REPLACE_PATH)).await {
         Ok(proof) => proof,
-        Err(e) => {
-            audit_credential_failure(&engine, "token.replace", target, &e.to_string()).await;
-            return Err(proof_error(&e));
+        Err(refusal) => {
+            if !matches!(refusal.answer, ApiError::UseDpopNonce(_)) {
+                audit_credential_failure(&engine, "token.replace", target, &refusal.reason).await;
+            }
+            return Err(refusal.answer);
         }
     };
     let now = now_secs();
@@ -617,7 +769,7 @@ pub async fn replace(
         Err(e) => return Err(e.into()),
     };
     let token = tokens.sign(&claims_for(&issuer, &record))?;
-    Ok(token_response(token, &record))
+    Ok((tokens.success_headers(), token_response(token, &record)))
 }
 
 // ---------------------------------------------------------------- revoke

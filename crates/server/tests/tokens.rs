@@ -21,8 +21,37 @@ fn now() -> i64 {
     .unwrap()
 }
 
-fn proof(key: &SigningKey, method: &str, url: &str) -> String {
-    build_proof(key, method, url, now(), None, None, None).unwrap()
+/// A server nonce of `s` (RFC 9449 §8; required by default at the token endpoints), got the
+/// way a client gets its first one: a valid proof without a nonce is answered
+/// `use_dpop_nonce` with a `DPoP-Nonce` header. Cached per server.
+async fn nonce(s: &TestServer) -> String {
+    static NONCES: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, n)) = NONCES.lock().unwrap().iter().find(|(a, _)| *a == s.addr) {
+        return n.clone();
+    }
+    let key = SigningKey::generate(Alg::EdDsa).unwrap();
+    let p = build_proof(&key, "POST", &s.url("/v1/token"), now(), None, None, None).unwrap();
+    let resp = s
+        .client
+        .post(s.url("/v1/token"))
+        .bearer_auth(&s.token)
+        .header("DPoP", p)
+        .json(&json!({"aud": "svc"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let n = resp.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_error(status, &body, 400, "use_dpop_nonce");
+    NONCES.lock().unwrap().push((s.addr.clone(), n.clone()));
+    n
+}
+
+/// A proof for `method url` carrying `s`'s current nonce.
+async fn proof(s: &TestServer, key: &SigningKey, method: &str, url: &str) -> String {
+    let n = nonce(s).await;
+    build_proof(key, method, url, now(), None, None, Some(&n)).unwrap()
 }
 
 /// `POST path` with an optional bearer token, any number of `DPoP` headers and a JSON body.
@@ -47,7 +76,7 @@ async fn post(
 
 /// A token for `aud` bound to `key`, requested with `credential`.
 async fn get_token(s: &TestServer, credential: &str, key: &SigningKey, body: Value) -> String {
-    let p = proof(key, "POST", &s.url("/v1/token"));
+    let p = proof(s, key, "POST", &s.url("/v1/token")).await;
     let (status, resp) = post(s, "/v1/token", Some(credential), &[&p], body).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["token_type"], "DPoP", "{resp}");
@@ -55,7 +84,7 @@ async fn get_token(s: &TestServer, credential: &str, key: &SigningKey, body: Val
 }
 
 async fn replace(s: &TestServer, key: &SigningKey, jti: &str) -> (u16, Value) {
-    let p = proof(key, "POST", &s.url("/v1/token/replace"));
+    let p = proof(s, key, "POST", &s.url("/v1/token/replace")).await;
     post(s, "/v1/token/replace", None, &[&p], json!({ "jti": jti })).await
 }
 
@@ -100,7 +129,7 @@ async fn issuance_binds_the_proof_key_and_verifies_against_the_published_jwks() 
     let mut tokens = Vec::new();
     for alg in [Alg::EdDsa, Alg::Es256] {
         let key = SigningKey::generate(alg).unwrap();
-        let p = proof(&key, "POST", &s.url("/v1/token"));
+        let p = proof(&s, &key, "POST", &s.url("/v1/token")).await;
         let (status, resp) = post(
             &s,
             "/v1/token",
@@ -200,12 +229,15 @@ async fn bad_proofs_and_requests_are_refused_and_nothing_is_issued() {
 
     let (status, resp) = post(&s, "/v1/token", Some(&app), &[], body.clone()).await;
     assert_error(status, &resp, 400, "invalid_dpop_proof");
-    let other_url = proof(&key, "POST", &s.url("/v1/token/replace"));
-    let other_host = proof(&key, "POST", "https://elsewhere.example/v1/token");
-    let other_method = proof(&key, "PUT", &url);
+    let other_url = proof(&s, &key, "POST", &s.url("/v1/token/replace")).await;
+    let other_host = proof(&s, &key, "POST", "https://elsewhere.example/v1/token").await;
+    let other_method = proof(&s, &key, "PUT", &url).await;
     let with_ath = build_proof(&key, "POST", &url, now(), None, Some("t"), None).unwrap();
     let stale = build_proof(&key, "POST", &url, now() - 600, None, None, None).unwrap();
-    let (a, b) = (proof(&key, "POST", &url), proof(&key, "POST", &url));
+    let (a, b) = (
+        proof(&s, &key, "POST", &url).await,
+        proof(&s, &key, "POST", &url).await,
+    );
     for bad in [
         vec![other_url.as_str()],
         vec![other_host.as_str()],
@@ -219,14 +251,21 @@ async fn bad_proofs_and_requests_are_refused_and_nothing_is_issued() {
         assert_error(status, &resp, 400, "invalid_dpop_proof");
     }
     // A replayed proof: the first use issues, the second is refused.
-    let once = proof(&key, "POST", &url);
+    let once = proof(&s, &key, "POST", &url).await;
     let (status, resp) = post(&s, "/v1/token", Some(&app), &[&once], body.clone()).await;
     assert_eq!(status, 200, "{resp}");
     let (status, resp) = post(&s, "/v1/token", Some(&app), &[&once], body.clone()).await;
     assert_error(status, &resp, 400, "invalid_dpop_proof");
 
     // No credential: 401 before the proof is looked at.
-    let (status, resp) = post(&s, "/v1/token", None, &[&proof(&key, "POST", &url)], body).await;
+    let (status, resp) = post(
+        &s,
+        "/v1/token",
+        None,
+        &[&proof(&s, &key, "POST", &url).await],
+        body,
+    )
+    .await;
     assert_error(status, &resp, 401, "unauthenticated");
     // Bad bodies.
     for bad in [
@@ -238,7 +277,7 @@ async fn bad_proofs_and_requests_are_refused_and_nothing_is_issued() {
         json!({"aud": "svc", "extra": 1}),
         json!({"scope": "a"}),
     ] {
-        let p = proof(&key, "POST", &url);
+        let p = proof(&s, &key, "POST", &url).await;
         let (status, resp) = post(&s, "/v1/token", Some(&app), &[&p], bad.clone()).await;
         assert_error(status, &resp, 400, "malformed_request");
     }
@@ -308,7 +347,7 @@ async fn replacement_needs_the_bound_key_and_respects_the_chain_cap() {
     let (status, resp) = replace(&s, &key, "unknown").await;
     assert_error(status, &resp, 400, "invalid_grant");
     // A proof for the token endpoint is not one for the replacement endpoint.
-    let wrong = proof(&key, "POST", &s.url("/v1/token"));
+    let wrong = proof(&s, &key, "POST", &s.url("/v1/token")).await;
     let (status, resp) = post(
         &s,
         "/v1/token/replace",

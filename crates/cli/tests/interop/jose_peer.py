@@ -6,10 +6,13 @@ published JWK set. Neither library was written here.
     jose_peer.py keygen EdDSA|ES256 KEYFILE      -> prints the key's RFC 7638 thumbprint
     jose_peer.py proof KEYFILE METHOD URL TOKEN  -> prints a DPoP proof (with ath)
     jose_peer.py verify-at JWKSFILE TOKEN ISS AUD -> prints the verified claims as JSON
+    jose_peer.py verify-at-url JWKS_URL CAFILE TOKEN ISS AUD
+        -> the same, with the JWK set fetched by PyJWKClient over HTTPS (trusting only CAFILE)
 """
 import base64
 import hashlib
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -61,6 +64,21 @@ def verify_at(jwks_path: str, token: str, iss: str, aud: str) -> None:
     print(json.dumps(claims, sort_keys=True))
 
 
+def verify_at_url(jwks_url: str, cafile: str, token: str, iss: str, aud: str) -> None:
+    context = ssl.create_default_context(cafile=cafile)
+    client = pyjwt.PyJWKClient(jwks_url, cache_keys=False, ssl_context=context)
+    key = client.get_signing_key_from_jwt(token)
+    claims = pyjwt.decode(
+        token, key.key, algorithms=["EdDSA", "ES256"], audience=aud, issuer=iss
+    )
+    print(json.dumps(claims, sort_keys=True))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"keygen": keygen, "proof": proof, "verify-at": verify_at}[command](*args)
+    {
+        "keygen": keygen,
+        "proof": proof,
+        "verify-at": verify_at,
+        "verify-at-url": verify_at_url,
+    }[command](*args)
