@@ -68,6 +68,8 @@ pub enum TokenCmd {
     Replace(crate::token_cmd::ReplaceArgs),
     /// Revoke a token by jti, or every token of a subject (admin)
     Revoke(crate::token_cmd::RevokeArgs),
+    /// Print a token's status from the server's signed status list (or a fresh staple)
+    Status(crate::token_cmd::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]

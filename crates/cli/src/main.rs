@@ -305,6 +305,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(TokenCmd::Get(args)) => token_cmd::get(&args).await?,
         Command::Token(TokenCmd::Replace(args)) => token_cmd::replace(&args).await?,
         Command::Token(TokenCmd::Revoke(args)) => token_cmd::revoke(&args).await?,
+        Command::Token(TokenCmd::Status(args)) => token_cmd::status(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
     }
