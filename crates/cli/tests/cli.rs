@@ -53,7 +53,7 @@ fn help_snapshots() {
         "daas-identity-instance--help.txt",
         &["identity", "instance", "--help"],
     );
-    for sub in ["keygen", "proof", "verify", "get", "replace", "revoke"] {
+    for sub in ["keygen", "proof", "verify", "get", "replace", "revoke", "status"] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),
             &["token", sub, "--help"],
