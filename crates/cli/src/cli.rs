@@ -84,6 +84,8 @@ pub enum TokenCmd {
     Revoke(crate::token_cmd::RevokeArgs),
     /// Serve a DPoP-protected sample endpoint that answers with the identity it verified
     Protect(crate::protect::ProtectArgs),
+    /// Print a token's status from the server's signed status list (or a fresh staple)
+    Status(crate::token_cmd::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]

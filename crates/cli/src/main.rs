@@ -314,6 +314,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Channel(ChannelCmd::Keygen(args)) => channel_cmd::keygen(&args)?,
         Command::Channel(ChannelCmd::Listen(args)) => channel_cmd::listen(&args).await?,
         Command::Channel(ChannelCmd::Connect(args)) => channel_cmd::connect(&args).await?,
+        Command::Token(TokenCmd::Status(args)) => token_cmd::status(&args).await?,
         Command::Bench(BenchCmd::Safe(args)) => bench::safe(args).await?,
         Command::Bench(BenchCmd::Svid(args)) => bench_svid::svid(args).await?,
         Command::Bench(BenchCmd::Token(args)) => bench_token::token(args).await?,

@@ -1,6 +1,7 @@
-//! `daas token keygen | proof | verify`: the client's proof-of-possession key, DPoP proofs
-//! (RFC 9449) built with it, and offline verification of a token with its proof, as a
-//! resource server does it (docs/tokens.md).
+//! `daas token keygen | proof | verify | get | replace | revoke | status`: the client's
+//! proof-of-possession key, DPoP proofs (RFC 9449) built with it, offline verification of a
+//! token with its proof as a resource server does it, and the token endpoints of the server
+//! (docs/tokens.md).
 //!
 //! The key file is a PKCS#8 PEM private key (Ed25519 or P-256), created 0600: the same format
 //! other tools read, so a key made here can sign proofs elsewhere and the reverse.
@@ -237,6 +238,176 @@ pub async fn revoke(args: &RevokeArgs) -> Result<()> {
     print_json(&serde_json::json!({ "revoked": revoked }))
 }
 
+/// `daas token status (--token T | --jti JTI) [--staple [--nonce N]]`
+#[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["token", "jti"]))]
+pub struct StatusArgs {
+    /// The token (its signature is checked against DAAS_ADDR's issuer keys; it may have expired)
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+    /// The token's jti (its place in the list is asked of the server with a staple)
+    #[arg(long, value_name = "JTI", allow_hyphen_values = true)]
+    pub jti: Option<String>,
+    /// Answer from a fresh status staple instead of the status list; prints the staple too
+    #[arg(long)]
+    pub staple: bool,
+    /// The verifier's nonce the staple must echo (default: a random one)
+    #[arg(long, value_name = "N", requires = "staple")]
+    pub nonce: Option<String>,
+}
+
+/// Where a token sits in a status list, and its jti.
+struct StatusTarget {
+    jti: String,
+    idx: u64,
+    uri: String,
+}
+
+/// Verifies `token` against the issuer keys (signature and `typ` only: the status of an expired
+/// token is still a fair question) and reads its jti and status list reference.
+fn status_target(token: &str, issuer_keys: &KeySet) -> Result<StatusTarget> {
+    let verified = daas_token::Unverified::parse(token)
+        .and_then(|t| {
+            t.verify::<serde_json::Map<String, serde_json::Value>>(issuer_keys, Some("at+jwt"))
+        })
+        .map_err(|e| anyhow!("--token does not verify against the issuer keys: {e}"))?;
+    let claims = verified.claims();
+    let jti = claims
+        .get("jti")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| anyhow!("--token has no jti"))?;
+    let list = claims
+        .get("status")
+        .and_then(|s| s.get("status_list"))
+        .ok_or_else(|| anyhow!("--token has no status claim: it cannot be revoked"))?;
+    let idx = list
+        .get("idx")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| anyhow!("--token's status_list.idx is not an unsigned integer"))?;
+    let uri = list
+        .get("uri")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| anyhow!("--token's status_list.uri is not a string"))?;
+    Ok(StatusTarget {
+        jti: jti.to_owned(),
+        idx,
+        uri: uri.to_owned(),
+    })
+}
+
+fn status_name(status: daas_token::TokenStatus) -> &'static str {
+    match status {
+        daas_token::TokenStatus::Valid => "valid",
+        daas_token::TokenStatus::Invalid => "invalid",
+        daas_token::TokenStatus::Suspended => "suspended",
+        daas_token::TokenStatus::Other(_) => "other",
+    }
+}
+
+/// The status of `target` in the status list token `list`, verified with `status_keys`.
+fn status_from_list(
+    list: &str,
+    status_keys: &KeySet,
+    target: &StatusTarget,
+    now: i64,
+) -> Result<daas_token::TokenStatus> {
+    let list = daas_token::verify_status_list(list, status_keys, &target.uri, now)
+        .map_err(|e| anyhow!("the status list does not verify: {e}"))?;
+    list.status_of(target.idx).map_err(|_| {
+        anyhow!(
+            "the token's index {} is past the end of the status list",
+            target.idx
+        )
+    })
+}
+
+/// Prints a token's status from the server's status list (or a staple), both verified with
+/// the server's status keys; fails with the precise reason when they do not verify.
+pub async fn status(args: &StatusArgs) -> Result<()> {
+    let client = daas_sdk::Client::unauthenticated_from_env()?;
+    let status_jwks = client
+        .token_status_jwks()
+        .await
+        .context("cannot fetch the status keys")?;
+    let status_keys = key_set_from_jwks(&status_jwks).context("the status JWK set")?;
+    let known = match (&args.token, &args.jti) {
+        (Some(token), _) => {
+            let jwks = client
+                .token_jwks()
+                .await
+                .context("cannot fetch the issuer's JWK set")?;
+            Some(status_target(token, &key_set_from_jwks(&jwks)?)?)
+        }
+        (None, Some(_)) => None,
+        (None, None) => bail!("give --token or --jti"),
+    };
+    let jti = known
+        .as_ref()
+        .map(|t| t.jti.clone())
+        .or_else(|| args.jti.clone())
+        .ok_or_else(|| anyhow!("give --token or --jti"))?;
+    let target = match known {
+        Some(target) if !args.staple => target,
+        known => {
+            let nonce = match &args.nonce {
+                Some(nonce) => nonce.clone(),
+                None => daas_token::b64::encode(
+                    &daas_crypto::random::bytes::<16>()
+                        .map_err(|e| anyhow!("cannot make a nonce: {e}"))?,
+                ),
+            };
+            let staple = client
+                .token_status_staple(&jti, &nonce)
+                .await
+                .context("cannot get a status staple")?;
+            // With --token the staple must be about the token's own entry; with --jti the
+            // server's clear answer says which entry, and the signed claims must match it.
+            let (idx, uri) = match &known {
+                Some(t) => (t.idx, t.uri.clone()),
+                None => (staple.idx, staple.uri.clone()),
+            };
+            let verified = daas_token::verify_status_staple(
+                &staple.staple,
+                &status_keys,
+                &daas_token::StapleExpectation {
+                    sub: &uri,
+                    idx,
+                    nonce: &nonce,
+                },
+                now(),
+            )
+            .map_err(|e| anyhow!("the status staple does not verify: {e}"))?;
+            if args.staple {
+                return print_json(&serde_json::json!({
+                    "jti": jti,
+                    "idx": idx,
+                    "uri": uri,
+                    "status": status_name(verified.status()),
+                    "value": verified.status().value(),
+                    "source": "staple",
+                    "nonce": nonce,
+                    "exp": verified.claims().exp,
+                    "staple": staple.staple,
+                }));
+            }
+            StatusTarget { jti, idx, uri }
+        }
+    };
+    let list = client
+        .token_status_list()
+        .await
+        .context("cannot fetch the status list")?;
+    let status = status_from_list(&list, &status_keys, &target, now())?;
+    print_json(&serde_json::json!({
+        "jti": target.jti,
+        "idx": target.idx,
+        "uri": target.uri,
+        "status": status_name(status),
+        "value": status.value(),
+        "source": "list",
+    }))
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -426,6 +597,57 @@ mod tests {
             let err = keygen(&KeygenArgs { out, alg }).unwrap_err();
             assert!(format!("{err:#}").contains("must not exist yet"), "{err:#}");
         }
+    }
+
+    #[test]
+    fn status_lists_that_do_not_verify_are_reported_precisely() {
+        use daas_token::status::{Bits, StatusList, sign_status_list};
+        let status_key = SigningKey::generate(Alg::EdDsa).unwrap();
+        let mut keys = KeySet::new();
+        keys.insert("s", status_key.public_jwk().verifying_key().unwrap())
+            .unwrap();
+        let uri = "https://daas.test/v1/token/status";
+        let mut list = StatusList::new(Bits::One, 16).unwrap();
+        list.set(3, daas_token::TokenStatus::Invalid).unwrap();
+        let sign = |key: &SigningKey| {
+            sign_status_list(key, "s", uri, now(), Some(now() + 600), Some(60), &list).unwrap()
+        };
+        let target = |idx| StatusTarget {
+            jti: "j".into(),
+            idx,
+            uri: uri.into(),
+        };
+        let good = sign(&status_key);
+        let status = |jwt: &str, idx| {
+            status_from_list(jwt, &keys, &target(idx), now()).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(status(&good, 3), Ok(daas_token::TokenStatus::Invalid));
+        assert_eq!(status(&good, 2), Ok(daas_token::TokenStatus::Valid));
+        assert_eq!(
+            status(&good, 16),
+            Err("the token's index 16 is past the end of the status list".into())
+        );
+        // Signed by another key (e.g. the issuer's) under the status kid.
+        let forged = sign(&SigningKey::generate(Alg::EdDsa).unwrap());
+        assert!(
+            status(&forged, 3)
+                .unwrap_err()
+                .starts_with("the status list does not verify: invalid status token"),
+        );
+        // For another list URI.
+        let other = StatusTarget {
+            uri: "https://other.test/v1/token/status".into(),
+            ..target(3)
+        };
+        assert_eq!(
+            status_from_list(&good, &keys, &other, now()).map_err(|e| format!("{e:#}")),
+            Err("the status list does not verify: status token subject is not the expected status list uri".into())
+        );
+        // Stale.
+        assert_eq!(
+            status_from_list(&good, &keys, &target(3), now() + 700).map_err(|e| format!("{e:#}")),
+            Err("the status list does not verify: status token has expired".into())
+        );
     }
 
     #[test]

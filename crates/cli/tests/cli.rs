@@ -60,7 +60,9 @@ fn help_snapshots() {
             &["channel", sub, "--help"],
         );
     }
-    for sub in ["keygen", "proof", "verify", "get", "replace", "revoke"] {
+    for sub in [
+        "keygen", "proof", "verify", "get", "replace", "revoke", "status",
+    ] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),
             &["token", sub, "--help"],

@@ -251,8 +251,8 @@ fn cli_keys_and_proofs_verify_and_a_proof_for_another_request_does_not() {
 
 /// The CLI against a real dev server: `get` binds a token to the key, `verify` (keys and
 /// issuer from DAAS_ADDR) accepts the key holder's proof and refuses a thief's, `replace`
-/// gets a new token for a lost one with the key alone, `revoke` ends it, and a revoked token
-/// cannot be replaced.
+/// gets a new token for a lost one with the key alone, `status` reads the verified status list
+/// (or a staple) before and after `revoke` ends it, and a revoked token cannot be replaced.
 #[test]
 fn cli_get_verify_replace_revoke_against_a_dev_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,8 +368,56 @@ fn cli_get_verify_replace_revoke_against_a_dev_server() {
         serde_json::from_str(&stdout(verify_with(&replacement, &key))).unwrap();
     let jti = claims["jti"].as_str().unwrap().to_owned();
 
+    // `token status`: from the verified list by token or jti, or from a verified staple.
+    let status = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["token", "status"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&stdout(run(&all))).unwrap()
+    };
+    let live = status(&["--token", &replacement]);
+    assert_eq!(live["jti"], jti.as_str());
+    assert_eq!(live["status"], "valid", "{live}");
+    assert_eq!(live["source"], "list");
+    let idx = live["idx"].as_u64().unwrap();
+    // The lost token was replaced: the list marks it invalid.
+    let lost = status(&["--token", &token]);
+    assert_eq!(lost["status"], "invalid", "{lost}");
+    assert_ne!(lost["idx"].as_u64().unwrap(), idx);
+    let by_jti = status(&["--jti", &jti]);
+    assert_eq!(by_jti["idx"].as_u64(), Some(idx));
+    assert_eq!(by_jti["status"], "valid", "{by_jti}");
+    let stapled = status(&["--jti", &jti, "--staple", "--nonce", "verifier-nonce-1"]);
+    assert_eq!(stapled["source"], "staple");
+    assert_eq!(stapled["status"], "valid", "{stapled}");
+    assert_eq!(stapled["nonce"], "verifier-nonce-1");
+    assert_eq!(stapled["idx"].as_u64(), Some(idx));
+
     let revoked = stdout(run(&["token", "revoke", &jti]));
     assert_eq!(revoked, r#"{"revoked": 1}"#);
+    for args in [
+        vec!["--token", replacement.as_str()],
+        vec!["--jti", jti.as_str()],
+        vec!["--token", replacement.as_str(), "--staple"],
+    ] {
+        let after = status(&args);
+        assert_eq!(after["status"], "invalid", "{args:?}: {after}");
+        assert_eq!(after["idx"].as_u64(), Some(idx));
+    }
+    // A token the issuer did not sign, or an unknown jti: refused with the reason.
+    let mut forged = replacement.clone();
+    forged.pop();
+    forged.push(if replacement.ends_with('A') { 'B' } else { 'A' });
+    let out = run(&["token", "status", "--token", &forged]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--token does not verify against the issuer keys"),
+        "{stderr}"
+    );
+    let out = run(&["token", "status", "--jti", "no-such-jti"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot get a status staple"), "{stderr}");
     let out = run(&[
         "token",
         "replace",

@@ -24,6 +24,7 @@
 
 use crate::jwks::RemoteKeySet;
 use crate::replay::{MemoryReplayStore, ReplayStore};
+use crate::staple::{StapleChecker, StapleError};
 use crate::status::{StatusCheckError, StatusChecker, normalized_origin};
 use crate::{Clock, SystemClock};
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -128,6 +129,9 @@ pub enum Rejection {
     /// The status check failed (untrusted URI, index out of range, or no usable list).
     #[error(transparent)]
     Status(StatusCheckError),
+    /// The status staple is missing or was rejected.
+    #[error(transparent)]
+    Staple(StapleError),
 }
 
 impl Rejection {
@@ -137,6 +141,7 @@ impl Rejection {
         match self {
             Self::Dpop(e) => e.fault(),
             Self::Status(e) => e.fault(),
+            Self::Staple(StapleError::Invalid(e)) => e.fault(),
             _ => Fault::Peer,
         }
     }
@@ -191,6 +196,7 @@ pub struct DpopConfig {
     replay: Arc<dyn ReplayStore>,
     nonce: Option<NonceKey>,
     status: Option<StatusChecker>,
+    staples: Option<StapleChecker>,
     proof: ProofPolicy,
     token_leeway_secs: u32,
     token_cache: Option<VerifiedTokenCache>,
@@ -239,6 +245,7 @@ impl DpopConfig {
             replay: Arc::new(MemoryReplayStore::new(DEFAULT_REPLAY_CAPACITY)),
             nonce: None,
             status: None,
+            staples: None,
             proof: ProofPolicy::default(),
             token_leeway_secs: 5,
             token_cache: Some(VerifiedTokenCache::default()),
@@ -274,6 +281,17 @@ impl DpopConfig {
     #[must_use]
     pub fn with_status(mut self, checker: StatusChecker) -> Self {
         self.status = Some(checker);
+        self
+    }
+
+    /// Accepts status staples ([`crate::staple`]): every answer carries a fresh
+    /// `DaaS-Status-Nonce`; a request with a `DaaS-Status-Staple` is decided by that staple
+    /// alone (an invalid or stale one is refused, never passed on to the list). A request
+    /// without one falls back to the status list if [`Self::with_status`] is configured, and is
+    /// refused with `use_status_staple` otherwise. Tokens without a `status` claim are refused.
+    #[must_use]
+    pub fn with_status_staples(mut self, checker: StapleChecker) -> Self {
+        self.staples = Some(checker);
         self
     }
 
@@ -380,24 +398,48 @@ impl DpopConfig {
             .await
             .map_err(|e| Rejection::Dpop(DpopError::ReplayCache(e)))?;
         let (token, proof) = pending.finish(fresh).map_err(Rejection::Dpop)?;
-        if let Some(checker) = &self.status {
-            let reference = token
-                .claims()
-                .status
-                .as_ref()
-                .ok_or(Rejection::NoStatusReference)?;
-            let status = checker
-                .check(reference, now)
-                .await
-                .map_err(Rejection::Status)?;
-            if !status.is_valid() {
-                return Err(Rejection::Revoked(status));
-            }
-        }
+        self.check_status(&token, headers, now).await?;
         Ok(Authenticated {
             token: Arc::new(token),
             proof: Arc::new(proof),
         })
+    }
+
+    /// The token's status, from its staple if one was sent (and staples are accepted), else
+    /// from the status list if configured. Nothing configured: no check.
+    async fn check_status(
+        &self,
+        token: &VerifiedAccessToken,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<(), Rejection> {
+        if self.staples.is_none() && self.status.is_none() {
+            return Ok(());
+        }
+        let reference = token
+            .claims()
+            .status
+            .as_ref()
+            .ok_or(Rejection::NoStatusReference)?;
+        let staple = match &self.staples {
+            Some(_) => StapleChecker::staple_of(headers).map_err(Rejection::Staple)?,
+            None => None,
+        };
+        let status = match (&self.staples, staple, &self.status) {
+            (Some(staples), Some(staple), _) => staples
+                .check(staple, reference, now)
+                .map_err(Rejection::Staple)?,
+            (_, None, Some(list)) => list
+                .check(reference, now)
+                .await
+                .map_err(Rejection::Status)?,
+            _ => return Err(Rejection::Staple(StapleError::Missing)),
+        };
+        if status.is_valid() {
+            Ok(())
+        } else {
+            Err(Rejection::Revoked(status))
+        }
     }
 
     /// The answer to a rejection.
@@ -425,6 +467,13 @@ impl DpopConfig {
                 "the request cannot be authorized right now; retry later",
             ),
         };
+        let (body_code, message) = match rejection {
+            Rejection::Staple(e) if e.asks_for_staple() => (
+                "use_status_staple",
+                "send a status staple for the nonce in the DaaS-Status-Nonce header",
+            ),
+            _ => (body_code, message),
+        };
         let mut response = error_response(status, body_code, message);
         let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
@@ -441,7 +490,14 @@ impl DpopConfig {
         if code == ErrorCode::UseDpopNonce {
             self.add_nonce(headers, now);
         }
+        self.add_staple_nonce(headers, now);
         response
+    }
+
+    fn add_staple_nonce(&self, headers: &mut HeaderMap, now: i64) {
+        if let Some(staples) = &self.staples {
+            staples.add_nonce(headers, now);
+        }
     }
 
     fn add_nonce(&self, headers: &mut HeaderMap, now: i64) {
@@ -546,6 +602,7 @@ where
                     let mut response = inner.oneshot(Request::from_parts(parts, body)).await?;
                     // RFC 9449 §8.2: a server may hand out the next nonce with any response.
                     config.add_nonce(response.headers_mut(), now);
+                    config.add_staple_nonce(response.headers_mut(), now);
                     Ok(response)
                 }
                 Err(rejection) => {

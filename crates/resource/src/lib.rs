@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub mod jwks;
 pub mod layer;
 pub mod replay;
+pub mod staple;
 pub mod status;
 
 pub use jwks::{JwksError, JwksFetcher, RemoteJwksError, RemoteKeySet, key_set_from_jwks};
@@ -48,6 +49,7 @@ pub use layer::{
     TracingAudit,
 };
 pub use replay::{MemoryReplayStore, RedisReplayStore, RedisStoreError, ReplayStore};
+pub use staple::{STAPLE_HEADER, STAPLE_NONCE_HEADER, StapleChecker, StapleError};
 pub use status::{FetchError, HttpStatusFetcher, StatusCheckError, StatusChecker, StatusFetcher};
 
 /// A boxed, sendable future: what the object-safe async traits of this crate return.

@@ -762,4 +762,179 @@ mod protected {
         assert_eq!(answer.status, 503, "{}", answer.text);
         assert_eq!(answer.body["error"]["code"], "temporarily_unavailable");
     }
+
+    impl Fixture {
+        fn staple(&self, key: &SigningKey, idx: u64, nonce: &str, status: TokenStatus) -> String {
+            use daas_resource::Clock as _;
+            let now = self.clock.now();
+            let claims = daas_token::StatusStapleClaims {
+                sub: STATUS_URI.into(),
+                idx,
+                status,
+                nonce: nonce.into(),
+                iat: now,
+                exp: now + 60,
+            };
+            daas_token::sign_status_staple(key, "status-1", &claims).unwrap()
+        }
+
+        fn staple_checker(&self) -> daas_resource::StapleChecker {
+            daas_resource::StapleChecker::new(
+                key_set("status-1", &self.status),
+                NonceKey::new([9; 32]).with_window(std::num::NonZeroU32::new(60).unwrap()),
+            )
+        }
+    }
+
+    async fn stapled_get(url: &str, token: &str, proof: &str, staple: Option<&str>) -> Answer {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .get(url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof);
+        if let Some(staple) = staple {
+            request = request.header("daas-status-staple", staple);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+            text,
+        }
+    }
+
+    /// A 401 whose body asks for a staple (`use_status_staple`); the challenge stays the
+    /// standard `invalid_token` (RFC 6750 has no code for it).
+    fn assert_staple_asked(answer: &Answer) {
+        assert_eq!(answer.status, 401, "{}", answer.text);
+        assert_eq!(
+            answer.challenge(),
+            "DPoP error=\"invalid_token\", algs=\"EdDSA ES256\""
+        );
+        assert_eq!(answer.body["error"]["code"], "use_status_staple");
+        assert!(answer.headers.get("daas-status-nonce").is_some());
+    }
+
+    fn staple_nonce(answer: &Answer) -> String {
+        answer.headers["daas-status-nonce"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn staple_mode_needs_a_fresh_staple_for_our_nonce_about_this_token() {
+        let fx = fixture();
+        let audit = Arc::new(Recorder::default());
+        let origin = serve(|origin| {
+            fx.config(origin)
+                .with_status_staples(fx.staple_checker())
+                .with_audit(Arc::clone(&audit) as _)
+        })
+        .await;
+        let url = format!("{origin}/v1/hello");
+        let token = fx.token(Some(5));
+        let get = |staple: Option<String>| {
+            let proof = fx.proof(&fx.client, "GET", &url, &token);
+            let (url, token) = (url.clone(), token.clone());
+            async move { stapled_get(&url, &token, &proof, staple.as_deref()).await }
+        };
+
+        // No staple: refused, with the nonce to staple.
+        let answer = get(None).await;
+        assert_staple_asked(&answer);
+        let nonce = staple_nonce(&answer);
+
+        // A valid staple for that nonce and this token's entry: accepted, next nonce attached.
+        let good = fx.staple(&fx.status, 5, &nonce, TokenStatus::Valid);
+        let answer = get(Some(good.clone())).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert!(answer.headers.get("daas-status-nonce").is_some());
+
+        // Revoked, another entry, another signer, a nonce not ours: refused.
+        for bad in [
+            fx.staple(&fx.status, 5, &nonce, TokenStatus::Invalid),
+            fx.staple(&fx.status, 6, &nonce, TokenStatus::Valid),
+            fx.staple(&fx.issuer, 5, &nonce, TokenStatus::Valid),
+            fx.staple(&fx.status, 5, "not-our-nonce", TokenStatus::Valid),
+        ] {
+            get(Some(bad)).await.assert_rejected("invalid_token");
+        }
+
+        // Three minutes later the old staple's nonce is stale (and the staple expired), and so
+        // is a new staple for the old nonce; the answer asks for a staple of the current
+        // nonce, which is accepted.
+        fx.clock.advance(180);
+        assert_staple_asked(&get(Some(good)).await);
+        let stale = get(Some(fx.staple(&fx.status, 5, &nonce, TokenStatus::Valid))).await;
+        assert_staple_asked(&stale);
+        let fresh_nonce = staple_nonce(&stale);
+        assert_ne!(fresh_nonce, nonce);
+        let answer = get(Some(fx.staple(
+            &fx.status,
+            5,
+            &fresh_nonce,
+            TokenStatus::Valid,
+        )))
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+
+        // A token without a status claim could never be revoked: refused.
+        let unrevocable = fx.token(None);
+        let proof = fx.proof(&fx.client, "GET", &url, &unrevocable);
+        let staple = fx.staple(&fx.status, 5, &fresh_nonce, TokenStatus::Valid);
+        stapled_get(&url, &unrevocable, &proof, Some(&staple))
+            .await
+            .assert_rejected("invalid_token");
+
+        let reasons = audit.0.lock().unwrap().join("\n");
+        for reason in [
+            "no status staple was sent",
+            "access token status is Invalid",
+            "status staple is about another token",
+            "status staple nonce was not issued here",
+            "status staple nonce is stale",
+            "access token carries no status reference",
+        ] {
+            assert!(reasons.contains(reason), "{reason} not in {reasons}");
+        }
+    }
+
+    #[tokio::test]
+    async fn staples_and_the_list_together_a_staple_decides_else_the_list() {
+        let fx = fixture();
+        let source = Arc::new(FakeStatus::default());
+        source.serve(Some(fx.status_list(&[5])));
+        let origin = serve(|origin| {
+            fx.config(origin)
+                .with_status(fx.checker(&source))
+                .with_status_staples(fx.staple_checker())
+        })
+        .await;
+        let url = format!("{origin}/v1/hello");
+        let revoked = fx.token(Some(5));
+        let live = fx.token(Some(7));
+        // No staple: the list decides (5 revoked, 7 valid).
+        let answer = dpop_get(&url, &revoked, &fx.proof(&fx.client, "GET", &url, &revoked)).await;
+        answer.assert_rejected("invalid_token");
+        let nonce = staple_nonce(&answer);
+        let answer = dpop_get(&url, &live, &fx.proof(&fx.client, "GET", &url, &live)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        // A staple decides alone: a bad one is refused even though the list says valid...
+        let proof = fx.proof(&fx.client, "GET", &url, &live);
+        let bad = fx.staple(&fx.status, 7, "not-our-nonce", TokenStatus::Valid);
+        stapled_get(&url, &live, &proof, Some(&bad))
+            .await
+            .assert_rejected("invalid_token");
+        // ...and a revoked staple refuses a token the cached list still calls valid.
+        let proof = fx.proof(&fx.client, "GET", &url, &live);
+        let revoked_staple = fx.staple(&fx.status, 7, &nonce, TokenStatus::Invalid);
+        stapled_get(&url, &live, &proof, Some(&revoked_staple))
+            .await
+            .assert_rejected("invalid_token");
+    }
 }

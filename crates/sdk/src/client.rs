@@ -19,7 +19,7 @@ use crate::error::{api_error, transport};
 use crate::types::{
     AppCreated, AppInfo, AuditEntry, AuditReport, EncryptOptions, Encrypted, EntryInfo, Health,
     IssuedToken, JoinToken, NewEntry, ObjectInfo, SealStatus, SecretInfo, SecretStored,
-    SecretValue, TokenRevocation, TrustBundle,
+    SecretValue, StatusStaple, TokenRevocation, TrustBundle,
 };
 use crate::{Error, Result, SecretString};
 
@@ -905,13 +905,53 @@ impl Client {
         Ok(body.to_vec())
     }
 
-    /// The keys that sign the Token Status List: the body of `GET /v1/token/status/jwks` (no
-    /// authentication), a JWK set for the caller to parse strictly.
+    /// The Token Status List (`GET /v1/token/status`, no authentication): the compact JWS
+    /// (`typ: statuslist+jwt`), for the caller to verify with [`Self::token_status_jwks`].
+    pub async fn token_status_list(&self) -> Result<String> {
+        let body = self
+            .send_body(self.inner.http.get(self.url("/v1/token/status")))
+            .await?;
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::invalid_response("the status list is not text"))
+    }
+
+    /// The status keys (`GET /v1/token/status/jwks`, no authentication): a JWK set for the
+    /// caller to parse strictly. Never the issuer keys.
     pub async fn token_status_jwks(&self) -> Result<Vec<u8>> {
         let body = self
             .send_body(self.inner.http.get(self.url("/v1/token/status/jwks")))
             .await?;
         Ok(body.to_vec())
+    }
+
+    /// `POST /v1/token/status/staple` (no authentication): a short-lived staple of the status
+    /// of token `jti`, echoing `nonce` (a verifier's challenge).
+    pub async fn token_status_staple(&self, jti: &str, nonce: &str) -> Result<StatusStaple> {
+        #[derive(Deserialize)]
+        struct ListRef {
+            idx: u64,
+            uri: String,
+        }
+        #[derive(Deserialize)]
+        struct Resp {
+            staple: String,
+            status_list: ListRef,
+        }
+        let rb = self
+            .inner
+            .http
+            .post(self.url("/v1/token/status/staple"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(json_body(
+                &serde_json::json!({ "jti": jti, "nonce": nonce }),
+                64 + jti.len() + nonce.len(),
+            )?);
+        let r: Resp = self.send_json(rb).await?;
+        Ok(StatusStaple {
+            staple: r.staple,
+            idx: r.status_list.idx,
+            uri: r.status_list.uri,
+        })
     }
 
     /// The trust domain's bundle (any authenticated caller).

@@ -32,4 +32,6 @@ pub use types::{
     JoinToken, NewEntry, ObjectInfo, ObjectMode, SealStatus, SecretInfo, SecretStored, SecretValue,
     TrustBundle,
 };
-pub use types::{AppIdentityDocument, AppIdentityRequest, IssuedToken, TokenRevocation};
+pub use types::{
+    AppIdentityDocument, AppIdentityRequest, IssuedToken, StatusStaple, TokenRevocation,
+};

@@ -316,3 +316,16 @@ pub enum TokenRevocation {
     /// Every token of a subject (e.g. `app:billing`).
     Subject(String),
 }
+
+/// A status staple as served by `POST /v1/token/status/staple`: the signed staple (verify it
+/// with the status keys before believing it) and, in clear, where the token sits in the status
+/// list, to build the expectation it is verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusStaple {
+    /// The compact JWS (`typ: daas-status+jwt`).
+    pub staple: String,
+    /// The token's index in the status list (unverified until the staple is).
+    pub idx: u64,
+    /// The status list's URI (unverified until the staple is).
+    pub uri: String,
+}

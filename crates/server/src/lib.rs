@@ -53,6 +53,7 @@ mod secrets;
 mod state;
 mod sys;
 pub mod tls;
+mod token_status;
 mod tokens;
 
 use std::path::Path;

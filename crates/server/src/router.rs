@@ -10,7 +10,7 @@ use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{apps, audit, identity, safe, secrets, sys, tokens};
+use crate::{apps, audit, identity, safe, secrets, sys, token_status, tokens};
 
 /// Every (method, path) the router serves, in OpenAPI path syntax. `tests/openapi.rs` checks the
 /// OpenAPI document against this table and that each entry is really served.
@@ -56,6 +56,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/token/keys/rotate"),
     ("GET", "/v1/token/status"),
     ("GET", "/v1/token/status/jwks"),
+    ("POST", "/v1/token/status/staple"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/token/keys/rotate", post(tokens::rotate_keys))
         .route(tokens::STATUS_PATH, get(tokens::status_list))
         .route(tokens::STATUS_JWKS_PATH, get(tokens::status_jwks))
+        .route(token_status::STAPLE_PATH, post(token_status::staple))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

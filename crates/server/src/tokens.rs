@@ -343,6 +343,16 @@ impl Tokens {
         }
     }
 
+    /// Sign a status staple with the active status key (never the issuer key).
+    pub(crate) fn sign_staple(
+        &self,
+        claims: &daas_token::status::StatusStapleClaims,
+    ) -> Result<String, ApiError> {
+        let state = self.keys();
+        daas_token::status::sign_status_staple(&state.status.key, &state.status.kid, claims)
+            .map_err(|e| key_error(&e))
+    }
+
     /// Sign `claims` with the active issuer key.
     fn sign(&self, claims: &AccessTokenClaims) -> Result<String, ApiError> {
         let state = self.keys();
@@ -358,7 +368,7 @@ impl Tokens {
 pub(crate) struct Issuer(pub String);
 
 impl Issuer {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.0)
     }
 }
@@ -925,6 +935,7 @@ pub async fn metadata(issuer: Issuer) -> Json<Value> {
         "daas_token_replace_endpoint": issuer.url(REPLACE_PATH),
         "daas_token_status_list_uri": issuer.url(STATUS_PATH),
         "daas_token_status_jwks_uri": issuer.url(STATUS_JWKS_PATH),
+        "daas_token_status_staple_endpoint": issuer.url(crate::token_status::STAPLE_PATH),
     }))
 }
 

@@ -746,3 +746,128 @@ async fn a_protected_service_accepts_the_key_holder_a_replacement_and_refuses_th
     service.abort();
     s.stop().await;
 }
+
+/// The token's `status.status_list` reference, read from a token this test got from the server.
+fn status_ref(token: &str) -> (u64, String) {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&common::unb64(payload)).unwrap();
+    let list = &claims["status"]["status_list"];
+    (
+        list["idx"].as_u64().unwrap(),
+        list["uri"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn staples_answer_the_verifiers_nonce_under_the_status_key_and_follow_revocation() {
+    use daas_token::status::{StapleExpectation, StatusError, TokenStatus, verify_status_staple};
+
+    let s = TestServer::start().await;
+    let app = s.create_app("client").await;
+    let key = SigningKey::generate(Alg::EdDsa).unwrap();
+    // Another token first, so that the staple's idx is not 0 by accident.
+    get_token(&s, &app, &key, json!({"aud": "other"})).await;
+    let token = get_token(&s, &app, &key, json!({"aud": "api"})).await;
+    let (idx, uri) = status_ref(&token);
+    assert_eq!(uri, s.url("/v1/token/status"));
+    assert_eq!(idx, 1);
+    let (_, status_jwks) = s.call("GET", "/v1/token/status/jwks", None, None).await;
+    let status_keys = key_set(&status_jwks);
+    let (issuer_keys, _) = jwks(&s).await;
+
+    let staple = |nonce: &'static str| {
+        let s = &s;
+        let jti = jti(&token);
+        async move {
+            post(
+                s,
+                "/v1/token/status/staple",
+                None,
+                &[],
+                json!({"jti": jti, "nonce": nonce}),
+            )
+            .await
+        }
+    };
+    let (status, resp) = staple("challenge-1").await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["status_list"]["idx"], idx);
+    assert_eq!(resp["status_list"]["uri"], uri.as_str());
+    let jwt = resp["staple"].as_str().unwrap();
+    let expect = StapleExpectation {
+        sub: &uri,
+        idx,
+        nonce: "challenge-1",
+    };
+    let verified = verify_status_staple(jwt, &status_keys, &expect, now()).unwrap();
+    assert_eq!(verified.status(), TokenStatus::Valid);
+    let claims = verified.claims();
+    assert!(claims.exp > claims.iat && claims.exp - claims.iat <= 60);
+    // Another verifier's nonce, another token's index, or the issuer keys: refused.
+    let other_nonce = StapleExpectation {
+        nonce: "challenge-2",
+        ..expect
+    };
+    assert_eq!(
+        verify_status_staple(jwt, &status_keys, &other_nonce, now()),
+        Err(StatusError::NonceMismatch)
+    );
+    let other_idx = StapleExpectation { idx: 0, ..expect };
+    assert_eq!(
+        verify_status_staple(jwt, &status_keys, &other_idx, now()),
+        Err(StatusError::StapleMismatch)
+    );
+    assert!(verify_status_staple(jwt, &issuer_keys, &expect, now()).is_err());
+
+    // After revocation the next staple says invalid.
+    let (status, resp) = s
+        .admin(
+            "POST",
+            "/v1/token/revoke",
+            Some(json!({"jti": jti(&token)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = staple("challenge-3").await;
+    assert_eq!(status, 200, "{resp}");
+    let revoked = verify_status_staple(
+        resp["staple"].as_str().unwrap(),
+        &status_keys,
+        &StapleExpectation {
+            nonce: "challenge-3",
+            ..expect
+        },
+        now(),
+    )
+    .unwrap();
+    assert_eq!(revoked.status(), TokenStatus::Invalid);
+
+    // Bad requests: JSON errors, nothing signed.
+    let unknown = json!({"jti": "no-such-jti", "nonce": "n"});
+    let (status, body) = post(&s, "/v1/token/status/staple", None, &[], unknown).await;
+    assert_error(status, &body, 404, "not_found");
+    let unknown_audit = audited(&s, "token.status.staple").await;
+    assert_eq!(
+        unknown_audit,
+        [("denied".to_owned(), "no token has this jti".to_owned())]
+    );
+    for bad in [
+        json!({"jti": jti(&token), "nonce": ""}),
+        json!({"jti": jti(&token), "nonce": "n".repeat(257)}),
+        json!({"jti": jti(&token), "nonce": "with space"}),
+        json!({"jti": "", "nonce": "n"}),
+        json!({"jti": jti(&token)}),
+        json!({"jti": jti(&token), "nonce": "n", "idx": 0}),
+    ] {
+        let (status, body) = post(&s, "/v1/token/status/staple", None, &[], bad.clone()).await;
+        assert_error(status, &body, 400, "malformed_request");
+    }
+    let (_, meta) = s
+        .call("GET", "/.well-known/oauth-authorization-server", None, None)
+        .await;
+    assert_eq!(
+        meta["daas_token_status_staple_endpoint"],
+        s.url("/v1/token/status/staple")
+    );
+    s.stop().await;
+}

@@ -64,7 +64,7 @@ pub use replay::{MemoryReplayCache, PendingReplayCheck, ReplayCache, ReplayCache
 pub use status::{
     Bits, STATUS_LIST_TYP, STATUS_STAPLE_TYP, StapleExpectation, StatusError, StatusList,
     StatusStapleClaims, TokenStatus, VerifiedStatusList, VerifiedStatusStaple, sign_status_list,
-    sign_status_staple, verify_status_list, verify_status_staple,
+    sign_status_staple, verify_status_list, verify_status_staple, verify_status_staple_with,
 };
 pub use token_cache::{DEFAULT_TOKEN_CACHE_CAPACITY, VerifiedTokenCache};
 

@@ -657,7 +657,37 @@ pub fn verify_status_staple(
     expected: &StapleExpectation<'_>,
     now: i64,
 ) -> Result<VerifiedStatusStaple, StatusError> {
-    if expected.sub.is_empty() || expected.nonce.is_empty() {
+    if expected.nonce.is_empty() {
+        return Err(StatusError::InvalidInput(
+            "expected subject or nonce is empty",
+        ));
+    }
+    verify_status_staple_with(
+        token,
+        keys,
+        expected.sub,
+        expected.idx,
+        |nonce| nonce == expected.nonce,
+        now,
+    )
+}
+
+/// [`verify_status_staple`] for a verifier that issues stateless nonces and so does not know
+/// in advance which one the staple echoes: `nonce_ok` is called once, with the staple's nonce,
+/// after the signature, `sub` and `idx` have been checked, and must say whether this verifier
+/// issued it and it is still current. `false` is [`StatusError::NonceMismatch`].
+///
+/// # Errors
+/// A [`StatusError`] naming the first rule broken.
+pub fn verify_status_staple_with(
+    token: &str,
+    keys: &KeySet,
+    expected_sub: &str,
+    expected_idx: u64,
+    nonce_ok: impl FnOnce(&str) -> bool,
+    now: i64,
+) -> Result<VerifiedStatusStaple, StatusError> {
+    if expected_sub.is_empty() {
         return Err(StatusError::InvalidInput(
             "expected subject or nonce is empty",
         ));
@@ -670,7 +700,7 @@ pub fn verify_status_staple(
         .ok_or(StatusError::Claim(
             "idx is missing or not an unsigned integer",
         ))?;
-    if sub != expected.sub || idx != expected.idx {
+    if sub != expected_sub || idx != expected_idx {
         return Err(StatusError::StapleMismatch);
     }
     let status = claims
@@ -679,7 +709,7 @@ pub fn verify_status_staple(
         .and_then(|status| u8::try_from(status).ok())
         .ok_or(StatusError::Claim("status is missing or not 0-255"))?;
     let nonce = claim_str(&claims, "nonce", "nonce is missing or not a string")?;
-    if nonce != expected.nonce {
+    if !nonce_ok(nonce) {
         return Err(StatusError::NonceMismatch);
     }
     let iat = claim_i64(&claims, "iat", "iat is missing or not an integer")?;

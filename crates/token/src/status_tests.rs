@@ -586,4 +586,68 @@ proptest! {
         let tampered: String = chars.into_iter().collect();
         prop_assert!(verify_status_list(&tampered, &fx.keys, URI, NOW).is_err());
     }
+
+    #[test]
+    fn prop_staple_roundtrip(
+        es256 in any::<bool>(),
+        sub in "https://[a-z]{1,12}\\.example/[a-z0-9/]{0,20}",
+        idx in any::<u64>(),
+        status in any::<u8>(),
+        nonce in "[!-~]{1,256}",
+        iat in -1_000_000i64..4_000_000_000,
+        lifetime in 1i64..=MAX_STAPLE_LIFETIME_SECS,
+        age in -STATUS_LEEWAY_SECS..STATUS_LEEWAY_SECS,
+    ) {
+        let fx = fixture(if es256 { Alg::Es256 } else { Alg::EdDsa });
+        let claims = StatusStapleClaims {
+            sub: sub.clone(), idx, status: TokenStatus::from_value(status), nonce: nonce.clone(),
+            iat, exp: iat + lifetime,
+        };
+        let staple = sign_status_staple(&fx.key, "status-1", &claims).unwrap();
+        // Any moment from iat - leeway until exp (exclusive, with the leeway) verifies.
+        let now = (iat + age.min(lifetime - 1)).max(iat - STATUS_LEEWAY_SECS);
+        let expect = StapleExpectation { sub: &sub, idx, nonce: &nonce };
+        let verified = verify_status_staple(&staple, &fx.keys, &expect, now).unwrap();
+        prop_assert_eq!(verified.claims(), &claims);
+        prop_assert_eq!(verified.kid(), "status-1");
+        // The stateless-nonce form sees exactly the staple's nonce, and agrees.
+        let mut seen = None;
+        let with = verify_status_staple_with(&staple, &fx.keys, &sub, idx, |n| { seen = Some(n.to_owned()); true }, now).unwrap();
+        prop_assert_eq!(with.claims(), &claims);
+        prop_assert_eq!(seen.as_deref(), Some(nonce.as_str()));
+        // Past exp (and the leeway) it is refused.
+        prop_assert_eq!(
+            verify_status_staple(&staple, &fx.keys, &expect, iat + lifetime + STATUS_LEEWAY_SECS),
+            Err(StatusError::Expired)
+        );
+    }
+
+    #[test]
+    fn prop_staple_bit_flip_is_refused(es256 in any::<bool>(), index in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let fx = fixture(if es256 { Alg::Es256 } else { Alg::EdDsa });
+        let staple = sign_status_staple(&fx.key, "status-1", &staple_claims()).unwrap();
+        let mut bytes = staple.into_bytes();
+        let at = index.index(bytes.len());
+        bytes[at] ^= 1 << bit;
+        let expect = StapleExpectation { sub: URI, idx: 42, nonce: "challenge-1" };
+        // A flip that leaves UTF-8 cannot even be presented as a header string.
+        if let Ok(tampered) = String::from_utf8(bytes) {
+            prop_assert!(verify_status_staple(&tampered, &fx.keys, &expect, NOW).is_err());
+            prop_assert!(verify_status_staple_with(&tampered, &fx.keys, URI, 42, |_| true, NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn prop_staple_for_another_nonce_is_refused(nonce in "[!-~]{1,256}", other in "[!-~]{1,256}") {
+        prop_assume!(nonce != other);
+        let fx = fixture(Alg::EdDsa);
+        let claims = StatusStapleClaims { nonce: nonce.clone(), ..staple_claims() };
+        let staple = sign_status_staple(&fx.key, "status-1", &claims).unwrap();
+        let expect = StapleExpectation { sub: URI, idx: 42, nonce: &other };
+        prop_assert_eq!(verify_status_staple(&staple, &fx.keys, &expect, NOW), Err(StatusError::NonceMismatch));
+        prop_assert_eq!(
+            verify_status_staple_with(&staple, &fx.keys, URI, 42, |n| n == other, NOW),
+            Err(StatusError::NonceMismatch)
+        );
+    }
 }
