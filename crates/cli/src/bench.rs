@@ -515,6 +515,17 @@ impl RawConnection {
         body: bytes::Bytes,
         extra: Option<(&'static str, HeaderValue)>,
     ) -> Result<(hyper::StatusCode, bytes::Bytes)> {
+        let (status, _headers, body) = self.post_with_headers(path, body, extra).await?;
+        Ok((status, body))
+    }
+
+    /// [`Self::post_with`], also returning the response headers.
+    pub(crate) async fn post_with_headers(
+        &self,
+        path: &'static str,
+        body: bytes::Bytes,
+        extra: Option<(&'static str, HeaderValue)>,
+    ) -> Result<(hyper::StatusCode, hyper::HeaderMap, bytes::Bytes)> {
         use http_body_util::BodyExt as _;
         let mut request = hyper::Request::post(path)
             .header(hyper::header::HOST, self.host_header.clone())
@@ -535,15 +546,14 @@ impl RawConnection {
             .send_request(request)
             .await
             .map_err(|e| anyhow!("daas request failed: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
+        let (parts, body) = response.into_parts();
+        let body = body
             .collect()
             .await
             .map_err(|e| anyhow!("daas response failed: {e}"))?
             .to_bytes();
         drop(sender);
-        Ok((status, body))
+        Ok((parts.status, parts.headers, body))
     }
 }
 

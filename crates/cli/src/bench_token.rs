@@ -37,6 +37,7 @@ pub async fn token(args: BenchTokenArgs) -> Result<()> {
                 key: SigningKey::generate(Alg::EdDsa)
                     .map_err(|e| anyhow!("cannot make a proof key: {e}"))?,
                 url: url.clone(),
+                nonce: None,
                 proof: None,
                 proof_ns: proof_histogram()?,
             });
@@ -79,6 +80,8 @@ struct TokenWorker {
     conn: RawConnection,
     key: SigningKey,
     url: String,
+    /// The server's last `DPoP-Nonce`, signed into the next proof.
+    nonce: Option<String>,
     /// The proof for the next request, built by [`LoadWorker::prepare`].
     proof: Option<HeaderValue>,
     proof_ns: Histogram<u64>,
@@ -91,9 +94,16 @@ fn now_secs() -> i64 {
 impl LoadWorker for TokenWorker {
     fn prepare(&mut self) -> Result<()> {
         let t = std::time::Instant::now();
-        let proof =
-            daas_token::build_proof(&self.key, "POST", &self.url, now_secs(), None, None, None)
-                .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
+        let proof = daas_token::build_proof(
+            &self.key,
+            "POST",
+            &self.url,
+            now_secs(),
+            None,
+            None,
+            self.nonce.as_deref(),
+        )
+        .map_err(|e| anyhow!("cannot build the proof: {e}"))?;
         self.proof_ns
             .saturating_record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
         self.proof = Some(
@@ -112,14 +122,26 @@ impl LoadWorker for TokenWorker {
         let Some(proof) = self.proof.take() else {
             bail!("internal benchmark error: no proof prepared");
         };
-        let (status, body) = self
+        let (status, headers, body) = self
             .conn
-            .post_with(
+            .post_with_headers(
                 TOKEN_PATH,
                 self.conn.target.encrypt_body.clone(),
                 Some(("dpop", proof)),
             )
             .await?;
+        // Every answer carries the nonce for the next proof (RFC 9449 §8).
+        if let Some(nonce) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+            self.nonce = Some(nonce.to_owned());
+        }
+        if status == hyper::StatusCode::BAD_REQUEST
+            && body.windows(14).any(|w| w == b"use_dpop_nonce")
+        {
+            // The first request of a connection, or a nonce that aged out: the server's
+            // challenge is part of the protocol, so it counts as one request and the next proof
+            // carries the nonce.
+            return Ok(());
+        }
         let r: Resp = daas_json(status, &body)?;
         if r.token_type != "DPoP" || r.access_token.split('.').count() != 3 {
             bail!("the token endpoint answered something other than a DPoP-bound JWT");

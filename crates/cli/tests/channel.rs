@@ -5,6 +5,7 @@
 //! wrong password role does not verify.
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "a test: a failed step should panic with its location"
 )]
 
