@@ -356,10 +356,15 @@ pub async fn status(args: &StatusArgs) -> Result<()> {
                         .map_err(|e| anyhow!("cannot make a nonce: {e}"))?,
                 ),
             };
-            let staple = client
-                .token_status_staple(&jti, &nonce)
-                .await
-                .context("cannot get a status staple")?;
+            let staple = match client.token_status_staple(&jti, &nonce).await {
+                Ok(staple) => staple,
+                // The top-level error line shows an API error by its message alone, which for
+                // this 404 would not say what was not found.
+                Err(daas_sdk::Error::Api { status: 404, .. }) => {
+                    bail!("cannot get a status staple: the server knows no token with this jti")
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot get a status staple")),
+            };
             // With --token the staple must be about the token's own entry; with --jti the
             // server's clear answer says which entry, and the signed claims must match it.
             let (idx, uri) = match &known {

@@ -61,7 +61,7 @@ fn help_snapshots() {
         );
     }
     for sub in [
-        "keygen", "proof", "verify", "get", "replace", "revoke", "status",
+        "keygen", "proof", "verify", "get", "replace", "revoke", "status", "protect",
     ] {
         check_snapshot(
             &format!("daas-token-{sub}--help.txt"),

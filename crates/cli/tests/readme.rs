@@ -2,6 +2,7 @@
 //! `daas server --dev`, from a directory holding `daas-data`, exactly as a user would run it.
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "a test: a failed step should panic with its location"
 )]
 
@@ -21,6 +22,62 @@ fn marked_block(name: &str) -> String {
     block[code_start..code_end].to_owned()
 }
 
+/// How long a tour may take before the test kills it: its `until` loops wait for background
+/// services, and a service that never comes up must fail the test, not hang it.
+const TOUR_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs `bash` in a process group of its own and collects its output; after [`TOUR_LIMIT`]
+/// the whole group (the tour and the services it started in the background, which would keep
+/// its stdout open) is killed and the test fails with what was printed so far.
+fn run_bounded(mut bash: Command, name: &str) -> std::process::Output {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Stdio;
+    let mut child = bash
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > TOUR_LIMIT {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let status = child.wait().unwrap();
+            let out = String::from_utf8_lossy(&stdout.join().unwrap()).into_owned();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!(
+                "the {name} block ran over {TOUR_LIMIT:?} ({status}):\nstdout:\n{out}\nstderr:\n{err}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // The tour is over; background jobs it left behind must not keep the pipes open.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 /// Run the README block `name` under `bash -euo pipefail` beside a real dev server whose data
 /// directory is `daas-data`, with the freshly built `daas` first on PATH.
 fn run_block(name: &str) -> (String, String) {
@@ -32,8 +89,8 @@ fn run_block(name: &str) -> (String, String) {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
-        .arg("-euo")
+    let mut bash = Command::new("bash");
+    bash.arg("-euo")
         .arg("pipefail")
         .arg("-c")
         .arg(marked_block(name))
@@ -42,9 +99,8 @@ fn run_block(name: &str) -> (String, String) {
         .env_remove("DAAS_ADDR")
         .env_remove("DAAS_TOKEN")
         .env_remove("DAAS_CACERT")
-        .env_remove("DAAS_JOIN_TOKEN")
-        .output()
-        .unwrap();
+        .env_remove("DAAS_JOIN_TOKEN");
+    let out = run_bounded(bash, name);
     server.kill().unwrap();
     server.wait().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -161,17 +217,16 @@ fn readme_channel_tour_runs_verbatim() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
-        .arg("-euo")
+    let mut bash = Command::new("bash");
+    bash.arg("-euo")
         .arg("pipefail")
         .arg("-c")
         .arg(marked_block("channel-tour"))
         .current_dir(dir.path())
         .env("PATH", path)
         .env_remove("DAAS_ROLE_USER_INFO")
-        .env_remove("DAAS_LOG")
-        .output()
-        .unwrap();
+        .env_remove("DAAS_LOG");
+    let out = run_bounded(bash, "channel-tour");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
