@@ -18,6 +18,12 @@
 //! accept = false                       # default true
 //!
 //! [[role]]
+//! name = "shipping"
+//! kind = "key"
+//! secret_daas = "channel/shipping"     # a daas stored secret (`daas secret put`), fetched with
+//! share_env = "DAAS_SHARE_SHIPPING"    # the caller's share (or share_file); see daas_secrets
+//!
+//! [[role]]
 //! name = "approval"
 //! kind = "certificate"
 //! algorithm = "ed25519"                # or "p256"
@@ -125,6 +131,9 @@ struct RoleEntry {
     accept: bool,
     secret_file: Option<PathBuf>,
     secret_env: Option<String>,
+    secret_daas: Option<String>,
+    share_env: Option<String>,
+    share_file: Option<PathBuf>,
     algorithm: Option<Algorithm>,
     public_key: Option<String>,
     private_key_file: Option<PathBuf>,
@@ -135,6 +144,15 @@ struct RoleEntry {
 }
 
 impl RoleEntry {
+    /// Whether the secret comes from anywhere (file, variable, daas secret).
+    const fn has_secret_source(&self) -> bool {
+        self.secret_file.is_some()
+            || self.secret_env.is_some()
+            || self.secret_daas.is_some()
+            || self.share_env.is_some()
+            || self.share_file.is_some()
+    }
+
     /// Whether any field of the X.509 form is present.
     const fn x509_fields(&self) -> bool {
         self.trust_anchor_file.is_some()
@@ -167,6 +185,23 @@ impl fmt::Debug for ChannelFile {
             .field("allow_anonymous", &self.schema.allow_anonymous)
             .field("roles", &self.schema.roles.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A daas secret a role's secret comes from: its name on the server and the caller's share.
+pub struct DaasSecretRef {
+    /// The secret's name (`daas secret put NAME`).
+    pub name: String,
+    /// The caller's share of it.
+    pub share: Zeroizing<String>,
+}
+
+impl fmt::Debug for DaasSecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DaasSecretRef")
+            .field("name", &self.name)
+            .field("share", &"<redacted>")
+            .finish()
     }
 }
 
@@ -269,6 +304,65 @@ impl ChannelFile {
         base: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<RoleConfig, FileError> {
+        self.load_roles_with(base, env, |_| None)
+    }
+
+    /// The daas secrets the roles name (`secret_daas`), each with the caller's share read from
+    /// `share_env` (through `env`) or `share_file` (relative to `base`), for the caller to
+    /// fetch from a daas server (`daas secret get NAME --share S`) before
+    /// [`ChannelFile::load_roles_with`]: this crate does no network I/O.
+    ///
+    /// # Errors
+    /// [`FileError`] for a role without a share source, or whose share cannot be read.
+    pub fn daas_secrets(
+        &self,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<DaasSecretRef>, FileError> {
+        let mut out = Vec::new();
+        for entry in &self.schema.roles {
+            let Some(name) = &entry.secret_daas else {
+                continue;
+            };
+            let fail = |reason| FileError::Role {
+                role: entry.name.clone(),
+                reason,
+            };
+            let raw = match (&entry.share_env, &entry.share_file) {
+                (Some(v), None) => env(v)
+                    .map(|s| Zeroizing::new(s.into_bytes()))
+                    .ok_or_else(|| FileError::MissingEnv(v.clone()))?,
+                (None, Some(f)) => read_secret(base, f)?,
+                (None, None) => return Err(fail("secret_daas needs share_env or share_file")),
+                (Some(_), Some(_)) => return Err(fail("give share_env or share_file, not both")),
+            };
+            let share = core::str::from_utf8(&raw)
+                .map_err(|_| fail("the share is not text"))?
+                .trim()
+                .to_owned();
+            if share.is_empty() {
+                return Err(fail("the share is empty"));
+            }
+            out.push(DaasSecretRef {
+                name: name.clone(),
+                share: Zeroizing::new(share),
+            });
+        }
+        Ok(out)
+    }
+
+    /// As [`ChannelFile::load_roles`], with the values of the daas secrets the roles name
+    /// (`secret_daas`) from `daas`, by secret name (see [`ChannelFile::daas_secrets`]).
+    ///
+    /// # Errors
+    /// As [`ChannelFile::load_roles`]; a role whose daas secret `daas` does not give is an
+    /// error.
+    pub fn load_roles_with(
+        &self,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        daas: impl Fn(&str) -> Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<RoleConfig, FileError> {
         let mut roles = Vec::with_capacity(self.schema.roles.len());
         for entry in &self.schema.roles {
             let fail = |reason| FileError::Role {
@@ -280,13 +374,21 @@ impl ChannelFile {
                 reason: "invalid role name (1-64 of a-z 0-9 . _ -)",
             })?;
             let secret_source = || -> Result<Zeroizing<Vec<u8>>, FileError> {
-                match (&entry.secret_file, &entry.secret_env) {
-                    (Some(f), None) => read_secret(base, f),
-                    (None, Some(v)) => env(v)
+                if (entry.share_env.is_some() || entry.share_file.is_some())
+                    && entry.secret_daas.is_none()
+                {
+                    return Err(fail("share_env and share_file go with secret_daas"));
+                }
+                match (&entry.secret_file, &entry.secret_env, &entry.secret_daas) {
+                    (Some(f), None, None) => read_secret(base, f),
+                    (None, Some(v), None) => env(v)
                         .map(|s| Zeroizing::new(s.into_bytes()))
                         .ok_or_else(|| FileError::MissingEnv(v.clone())),
-                    (Some(_), Some(_)) => Err(fail("give secret_file or secret_env, not both")),
-                    (None, None) => Err(fail("needs secret_file or secret_env")),
+                    (None, None, Some(name)) => daas(name).ok_or_else(|| {
+                        fail("its daas secret was not fetched (see ChannelFile::daas_secrets)")
+                    }),
+                    (None, None, None) => Err(fail("needs secret_file, secret_env or secret_daas")),
+                    _ => Err(fail("give one of secret_file, secret_env or secret_daas")),
                 }
             };
             let cert_keys_absent = entry.algorithm.is_none()
@@ -314,7 +416,7 @@ impl ChannelFile {
                     RoleSecret::Password(RolePassword::new(pw)?)
                 }
                 Kind::Certificate if entry.x509_fields() => {
-                    if entry.secret_file.is_some() || entry.secret_env.is_some() {
+                    if entry.has_secret_source() {
                         return Err(fail(
                             "certificate roles use certificate and key files, not secret_file or secret_env",
                         ));
@@ -322,7 +424,7 @@ impl ChannelFile {
                     RoleSecret::X509(Self::x509_role(entry, base, &fail)?)
                 }
                 Kind::Certificate => {
-                    if entry.secret_file.is_some() || entry.secret_env.is_some() {
+                    if entry.has_secret_source() {
                         return Err(fail(
                             "certificate roles use public_key and private_key_file",
                         ));
@@ -421,6 +523,97 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn daas_secret_roles_name_the_secret_and_the_share_and_take_the_fetched_value() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("info.share"), "daas:share:v1:info\n").unwrap();
+        let text = r#"
+            [[role]]
+            name = "payment"
+            kind = "key"
+            secret_daas = "channel/payment"
+            share_env = "PAY_SHARE"
+
+            [[role]]
+            name = "user-info"
+            kind = "password"
+            secret_daas = "channel/user-info"
+            share_file = "info.share"
+            "#;
+        let file = ChannelFile::parse(text).unwrap();
+        let env = |v: &str| (v == "PAY_SHARE").then(|| "daas:share:v1:pay".to_owned());
+        let refs = file.daas_secrets(dir.path(), env).unwrap();
+        let pairs: Vec<(&str, &str)> = refs
+            .iter()
+            .map(|r| (r.name.as_str(), r.share.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("channel/payment", "daas:share:v1:pay"),
+                ("channel/user-info", "daas:share:v1:info")
+            ]
+        );
+        assert!(
+            !format!("{refs:?}").contains("daas:share"),
+            "shares are redacted"
+        );
+
+        let fetched = |name: &str| match name {
+            "channel/payment" => Some(Zeroizing::new("cd".repeat(32).into_bytes())),
+            "channel/user-info" => Some(Zeroizing::new(b"correct horse\n".to_vec())),
+            _ => None,
+        };
+        let roles = file.load_roles_with(dir.path(), env, fetched).unwrap();
+        let RoleSecret::Password(pw) = roles
+            .role(&RoleName::new("user-info").unwrap())
+            .unwrap()
+            .secret()
+        else {
+            panic!("user-info is a password role");
+        };
+        assert_eq!(pw.bytes(), b"correct horse");
+        assert!(matches!(
+            roles
+                .role(&RoleName::new("payment").unwrap())
+                .unwrap()
+                .secret(),
+            RoleSecret::Key(_)
+        ));
+
+        // Not fetched: the role cannot be built, and says why.
+        assert!(matches!(
+            file.load_roles(dir.path(), env),
+            Err(FileError::Role { role, reason }) if role == "payment" && reason.contains("not fetched")
+        ));
+        // A share source is required, and shares go only with secret_daas.
+        let no_share =
+            ChannelFile::parse("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_daas = \"s\"")
+                .unwrap();
+        assert!(matches!(
+            no_share.daas_secrets(dir.path(), no_env),
+            Err(FileError::Role { reason, .. }) if reason == "secret_daas needs share_env or share_file"
+        ));
+        let missing = file.daas_secrets(dir.path(), no_env);
+        assert!(matches!(missing, Err(FileError::MissingEnv(v)) if v == "PAY_SHARE"));
+        let stray = ChannelFile::parse(
+            "[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"\nshare_env = \"S\"",
+        )
+        .unwrap();
+        assert!(matches!(
+            stray.load_roles(dir.path(), |_| Some("ab".repeat(32))),
+            Err(FileError::Role { reason, .. }) if reason == "share_env and share_file go with secret_daas"
+        ));
+        let two = ChannelFile::parse(
+            "[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"\nsecret_daas = \"s\"\nshare_env = \"S\"",
+        )
+        .unwrap();
+        assert!(matches!(
+            two.load_roles_with(dir.path(), |_| Some("ab".repeat(32)), fetched),
+            Err(FileError::Role { reason, .. }) if reason == "give one of secret_file, secret_env or secret_daas"
+        ));
     }
 
     #[test]
@@ -658,14 +851,14 @@ mod tests {
         assert!(matches!(
             bad("[[role]]\nname = \"a\"\nkind = \"key\""),
             Err(FileError::Role {
-                reason: "needs secret_file or secret_env",
+                reason: "needs secret_file, secret_env or secret_daas",
                 ..
             })
         ));
         assert!(matches!(
             bad("[[role]]\nname = \"a\"\nkind = \"key\"\nsecret_env = \"K\"\nsecret_file = \"k\""),
             Err(FileError::Role {
-                reason: "give secret_file or secret_env, not both",
+                reason: "give one of secret_file, secret_env or secret_daas",
                 ..
             })
         ));

@@ -123,10 +123,38 @@ fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     written
 }
 
+/// The roles of the configuration file at `path`: secrets from files and variables, and those
+/// stored on the daas server (`secret_daas`, with the caller's share) fetched from `DAAS_ADDR`
+/// with `DAAS_TOKEN` (the server adds its share; the value never touches the disk here).
+async fn load_roles(path: &Path) -> Result<(daas_channel::RoleConfig, daas_channel::KeyExchange)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = daas_channel::file::ChannelFile::parse(&text)?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let env = |v: &str| std::env::var(v).ok();
+    let wanted = file.daas_secrets(base, env)?;
+    let mut fetched = std::collections::HashMap::new();
+    if !wanted.is_empty() {
+        let client = daas_sdk::Client::from_env()
+            .context("roles with secret_daas need the daas server (DAAS_ADDR, DAAS_TOKEN)")?;
+        for secret in wanted {
+            let share = daas_sdk::SecretString::new(secret.share.as_str().to_owned());
+            let value = client
+                .secret_get(&secret.name, &share)
+                .await
+                .with_context(|| format!("cannot fetch the daas secret {}", secret.name))?;
+            fetched.insert(secret.name, value.value);
+        }
+    }
+    let roles = file.load_roles_with(base, env, |name| fetched.get(name).cloned())?;
+    Ok((roles, file.key_exchange()))
+}
+
 /// Reads the configuration file and every secret it names; builds the TLS configurations and a
 /// password-attempt limiter (default budget: 5 attempts per peer and role, one more a minute).
-fn load_config(path: &Path) -> Result<ChannelConfig> {
-    let (roles, kx) = daas_channel::file::load(path)
+async fn load_config(path: &Path) -> Result<ChannelConfig> {
+    let (roles, kx) = load_roles(path)
+        .await
         .with_context(|| format!("channel configuration {}", path.display()))?;
     let limiter = Arc::new(Mutex::new(RateLimiter::new(RateLimit::default())));
     Ok(ChannelConfig::new(roles, kx, None)
@@ -137,7 +165,7 @@ fn load_config(path: &Path) -> Result<ChannelConfig> {
 /// Accepts one connection, runs the channel handshake, then pipes stdin/stdout until both
 /// directions end. A peer that verifies no role is refused (error, non-zero exit).
 pub async fn listen(args: &ListenArgs) -> Result<()> {
-    let config = load_config(&args.config)?;
+    let config = load_config(&args.config).await?;
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -159,7 +187,7 @@ pub async fn listen(args: &ListenArgs) -> Result<()> {
 
 /// Connects, runs the channel handshake, then pipes stdin/stdout until both directions end.
 pub async fn connect(args: &ConnectArgs) -> Result<()> {
-    let config = load_config(&args.config)?;
+    let config = load_config(&args.config).await?;
     let tcp = TcpStream::connect(&args.addr)
         .await
         .with_context(|| format!("cannot connect to {}", args.addr))?;

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_daas");
 /// The user-information role's password (example only, like the tour's).
 const PASSWORD: &str = "example only: correct horse battery staple";
@@ -100,9 +102,21 @@ impl Listener {
     /// Starts `service` listening on 127.0.0.1:0 with `input` on its stdin, and waits for its
     /// `listening on ADDR` line (no sleeping).
     fn start(dir: &Path, service: &str, password: Option<&str>, input: &[u8]) -> Self {
+        Self::start_with_env(dir, service, password, input, &[])
+    }
+
+    /// [`Listener::start`] with more environment variables.
+    fn start_with_env(
+        dir: &Path,
+        service: &str,
+        password: Option<&str>,
+        input: &[u8],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = command(dir, password)
             .args(["channel", "listen", "--addr", "127.0.0.1:0", "--config"])
             .arg(config(dir, service))
+            .envs(env.iter().copied())
             .spawn()
             .unwrap();
         let feeder = feed(&mut child, input.to_vec());
@@ -182,6 +196,98 @@ fn user_api_reaches_payment_with_the_payment_role() {
     // Both directions, every byte, each ended by the sender's EOF (half-close).
     assert!(payment.stdout == order, "payment received other bytes");
     assert_eq!(user_api.stdout, receipt);
+}
+
+/// Payment's role key kept as a daas stored secret (`secret_daas` + the caller's share) instead
+/// of a file: `daas channel` fetches it from the server, which adds its share; a wrong share
+/// gets nothing and the channel does not start.
+#[test]
+fn a_role_key_can_come_from_a_daas_secret() {
+    let shop = shop();
+    let (mut server, _conn) = support::start(&shop.path().join("daas-data"));
+    let env_file = std::fs::read_to_string(shop.path().join("daas-data/env")).unwrap();
+    let mut env: Vec<(String, String)> = env_file
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(env.len(), 3, "{env_file}");
+    let key = std::fs::read(shop.path().join("secrets/payment.key")).unwrap();
+    let mut put = Command::new(BIN)
+        .args(["secret", "put", "channel/payment"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin.take().unwrap().write_all(&key).unwrap();
+    let out = put.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let share = stored["share"].as_str().unwrap().to_owned();
+    // The key file is gone: only the server (with the share) can give it back.
+    std::fs::remove_file(shop.path().join("secrets/payment.key")).unwrap();
+    let text = std::fs::read_to_string(config(shop.path(), "payment")).unwrap();
+    let text = text.replace(
+        "secret_file = \"secrets/payment.key\"",
+        "secret_daas = \"channel/payment\"\nshare_env = \"DAAS_SHARE_PAYMENT\"",
+    );
+    std::fs::write(config(shop.path(), "payment-daas"), text).unwrap();
+    // user-api keeps its file copy of the same key.
+    std::fs::write(shop.path().join("secrets/payment.key"), &key).unwrap();
+
+    env.push(("DAAS_SHARE_PAYMENT".to_owned(), share.clone()));
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let payment = Listener::start_with_env(shop.path(), "payment-daas", None, b"paid\n", &envs);
+    let user_api = connect(
+        shop.path(),
+        "user-api",
+        Some(PASSWORD),
+        &payment.addr,
+        b"order 7\n",
+    );
+    let payment = payment.finish();
+    assert!(payment.status.success(), "payment: {}", payment.stderr);
+    assert_eq!(payment.stderr, "verified roles: payment\n");
+    assert_eq!(user_api.stderr, "verified roles: payment\n");
+    assert_eq!(payment.stdout, b"order 7\n");
+
+    // Another share of the right length is refused by the server; the channel never starts.
+    let mut wrong = share.into_bytes();
+    let last = wrong.len() - 2;
+    wrong[last] = if wrong[last] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let env_wrong: Vec<(&str, &str)> = envs
+        .iter()
+        .map(|&(k, v)| {
+            if k == "DAAS_SHARE_PAYMENT" {
+                (k, wrong.as_str())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let out = command(shop.path(), None)
+        .args(["channel", "listen", "--addr", "127.0.0.1:0", "--config"])
+        .arg(config(shop.path(), "payment-daas"))
+        .envs(env_wrong.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[test]
