@@ -24,3 +24,25 @@ pub enum StoreError {
     #[error("internal storage error: {0}")]
     Internal(String),
 }
+
+/// A failure already described once, handed to each caller of a group commit.
+#[derive(Debug, Error)]
+#[error("{0}")]
+struct BatchFailure(String);
+
+impl StoreError {
+    /// A fresh copy of a batch-level error for each job of a group commit (errors are not
+    /// `Clone`: `Unavailable` carries its source).
+    pub(crate) fn for_each_job(&self) -> StoreError {
+        match self {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Conflict => StoreError::Conflict,
+            StoreError::InvalidUrl(m) => StoreError::InvalidUrl(m.clone()),
+            StoreError::Unavailable(src) => {
+                StoreError::Unavailable(Box::new(BatchFailure(src.to_string())))
+            }
+            StoreError::Integrity { table, column } => StoreError::Integrity { table, column },
+            StoreError::Internal(m) => StoreError::Internal(m.clone()),
+        }
+    }
+}

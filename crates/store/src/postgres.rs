@@ -5,7 +5,9 @@
 //! first and then appends its audit entry, locking the one-row `audit_head` table with
 //! `SELECT ... FOR UPDATE`: appends from all replicas are serialised, so the log stays one valid
 //! chain, and the lock is held only from the append to `COMMIT`. Nothing waits for a row lock
-//! while holding the head, so the head cannot take part in a deadlock.
+//! while holding the head, so the head cannot take part in a deadlock. The writes on every
+//! request's path (`put_object`, `append_audit`) share transactions through a group commit
+//! (`group_commit.rs`), so the head is taken once per batch instead of once per request.
 //!
 //! Connections use `NoTls`: this is meant for a database on the same host or private network
 //! segment. In production, reach PostgreSQL over a unix socket (`host=/var/run/postgresql`) or
@@ -28,6 +30,10 @@ use crate::codec::{
     self, AppRow, ObjectRow, RevokeBy, SecretRow, TOKEN_COLUMNS, TOKEN_KEY_COLUMNS, TokenKeyRow,
     TokenRow,
 };
+use group_commit::{GroupCommit, Write};
+
+mod group_commit;
+
 use crate::{
     AppDocumentRecord, AppRecord, AuditEntry, AuditEvent, AuditReport, EntryRecord,
     JoinTokenRecord, JoinTokenUse, NodeRecord, ObjectRecord, SecretRecord, SecretSummary,
@@ -109,6 +115,8 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     keys: StorageKeys,
+    /// The batched path of `put_object` and `append_audit`.
+    writes: GroupCommit,
 }
 
 impl fmt::Debug for PgStore {
@@ -279,8 +287,8 @@ fn head_row(r: &Row) -> Result<HeadRow, StoreError> {
     })
 }
 
-/// Append `event` to the chain inside `tx` (locks the chain head until commit). Returns its seq.
-async fn append(tx: &Tx<'_>, keys: &StorageKeys, event: &AuditEvent) -> Result<u64, StoreError> {
+/// Lock the chain head for the rest of `tx` and load it.
+async fn lock_chain(tx: &Tx<'_>, keys: &StorageKeys) -> Result<Chain, StoreError> {
     let stmt = tx
         .prepare_cached("SELECT seq, mac, tag FROM audit_head WHERE id = 1 FOR UPDATE")
         .await
@@ -290,27 +298,40 @@ async fn append(tx: &Tx<'_>, keys: &StorageKeys, event: &AuditEvent) -> Result<u
         .await
         .db()?
         .ok_or_else(|| codec::integrity("audit_head", "seq"))?;
-    let mut chain = Chain::from_head(keys, &head_row(&row)?)?;
-    let e = chain.append(keys, event)?;
-    let seq = to_db_seq(e.seq)?;
+    Chain::from_head(keys, &head_row(&row)?)
+}
+
+/// Insert chained entries (one statement however many) and move the head to `chain`.
+async fn store_entries(
+    tx: &Tx<'_>,
+    keys: &StorageKeys,
+    entries: &[AuditEntry],
+    chain: &Chain,
+) -> Result<(), StoreError> {
+    let seqs = entries
+        .iter()
+        .map(|e| to_db_seq(e.seq))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let column = |f: fn(&AuditEntry) -> &str| entries.iter().map(f).collect::<Vec<&str>>();
     let stmt = tx
         .prepare_cached(
             "INSERT INTO audit (seq, time, actor, action, target, outcome, detail, mac)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::text[], $8::text[])",
         )
         .await
         .db()?;
     tx.execute(
         &stmt,
         &[
-            &seq,
-            &e.time,
-            &e.event.actor,
-            &e.event.action,
-            &e.event.target,
-            &e.event.outcome,
-            &e.event.detail,
-            &e.mac,
+            &seqs,
+            &entries.iter().map(|e| e.time).collect::<Vec<i64>>(),
+            &column(|e| e.event.actor.as_str()),
+            &column(|e| e.event.action.as_str()),
+            &column(|e| e.event.target.as_str()),
+            &column(|e| e.event.outcome.as_str()),
+            &column(|e| e.event.detail.as_str()),
+            &column(|e| e.mac.as_str()),
         ],
     )
     .await
@@ -323,6 +344,14 @@ async fn append(tx: &Tx<'_>, keys: &StorageKeys, event: &AuditEvent) -> Result<u
     tx.execute(&stmt, &[&head.seq, &head.mac, &head.tag])
         .await
         .db()?;
+    Ok(())
+}
+
+/// Append `event` to the chain inside `tx` (locks the chain head until commit). Returns its seq.
+async fn append(tx: &Tx<'_>, keys: &StorageKeys, event: &AuditEvent) -> Result<u64, StoreError> {
+    let mut chain = lock_chain(tx, keys).await?;
+    let e = chain.append(keys, event)?;
+    store_entries(tx, keys, std::slice::from_ref(&e), &chain).await?;
     Ok(e.seq)
 }
 
@@ -391,8 +420,9 @@ impl PgStore {
             .map_err(|_| {
                 StoreError::Internal("cannot build the postgres connection pool".into())
             })?;
+        let writes = GroupCommit::start(pool.clone(), keys.clone());
         let store = Self {
-            inner: Arc::new(Inner { pool, keys }),
+            inner: Arc::new(Inner { pool, keys, writes }),
         };
         store.migrate().await?;
         tracing::info!("postgres store open");
@@ -481,11 +511,8 @@ impl PgStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let row = ObjectRow::seal(self.keys(), obj)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        insert_object(&tx, &row).await?;
-        append(&tx, self.keys(), audit).await?;
-        tx.commit().await.db()
+        let write = Write::Object(row, audit.clone());
+        self.inner.writes.submit(write).await.map(|_seq| ())
     }
 
     pub(crate) async fn get_object(&self, id: &ObjectId) -> Result<ObjectRecord, StoreError> {
@@ -1259,11 +1286,7 @@ impl PgStore {
     }
 
     pub(crate) async fn append_audit(&self, audit: &AuditEvent) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        let seq = append(&tx, self.keys(), audit).await?;
-        tx.commit().await.db()?;
-        Ok(seq)
+        self.inner.writes.submit(Write::Audit(audit.clone())).await
     }
 
     pub(crate) async fn list_audit(

@@ -154,20 +154,6 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable(Box::new(SqliteFailure("writer thread stopped".into())))
 }
 
-/// A fresh copy of a batch-level error for each job of the batch.
-fn dup(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::Conflict => StoreError::Conflict,
-        StoreError::InvalidUrl(m) => StoreError::InvalidUrl(m.clone()),
-        StoreError::Unavailable(src) => {
-            StoreError::Unavailable(Box::new(SqliteFailure(src.to_string())))
-        }
-        StoreError::Integrity { table, column } => StoreError::Integrity { table, column },
-        StoreError::Internal(m) => StoreError::Internal(m.clone()),
-    }
-}
-
 // ---------------------------------------------------------------- store
 
 /// SQLite store: cheap to clone; the writer thread stops when the last clone is dropped.
@@ -364,7 +350,12 @@ fn writer_loop(
         }
         // Answer only now: COMMIT has returned (or failed) for the whole batch.
         for job in batch.drain(..) {
-            job.finish(commit.as_ref().map(|_| ()).map_err(dup));
+            job.finish(
+                commit
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(StoreError::for_each_job),
+            );
         }
         // Ask for a background checkpoint (coalesced: at most one pending nudge).
         let _ = checkpointer.try_send(());

@@ -75,6 +75,7 @@ macro_rules! store_suite {
             tokens_issue_replace_revoke_and_status,
             token_replacement_races_have_one_winner,
             token_records_and_keys_are_sealed,
+            one_new_id_written_concurrently_has_one_winner,
         );
 
         /// Not a test on its own: the child process of `crash_durability` (no-op otherwise).
@@ -755,6 +756,62 @@ pub(crate) async fn failed_write_rolls_back_alone(b: &impl Backend) {
     assert_eq!(ok, 40);
     assert_chain_ok(store, 50).await;
     assert_eq!(b.query_i64("SELECT COUNT(*) FROM objects").await, 50);
+}
+
+/// Many writers race to create the same new object (as group commit can put them in one batch):
+/// exactly one is acknowledged and audited, the stored object is the winner's, and writes of other
+/// objects and plain audit entries in the same burst are unaffected.
+pub(crate) async fn one_new_id_written_concurrently_has_one_winner(b: &impl Backend) {
+    let store = b.store();
+    let mut tasks = Vec::new();
+    for n in 0..48u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match n % 3 {
+                // Same id (7), different contents: only one may land.
+                0 => {
+                    let mut contender = object(2000 + n);
+                    contender.id = id(7);
+                    let r = store
+                        .put_object(&contender, &ev("safe.encrypt", "race"))
+                        .await;
+                    (n, r.map(|()| Some(contender)))
+                }
+                1 => {
+                    let r = store
+                        .put_object(&object(3000 + n), &ev("safe.encrypt", "other"))
+                        .await;
+                    (n, r.map(|()| None))
+                }
+                _ => {
+                    let r = store.append_audit(&ev("secret.get", "burst")).await;
+                    (n, r.map(|_seq| None))
+                }
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (n, Ok(Some(contender))) if n % 3 == 0 => winners.push(contender),
+            (n, Err(StoreError::Conflict)) if n % 3 == 0 => {}
+            (n, Ok(None)) if n % 3 != 0 => {}
+            (n, other) => panic!("write {n}: unexpected {:?}", other.map(|_| ())),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer of the same id wins");
+    assert_eq!(store.get_object(&id(7)).await.unwrap(), winners[0]);
+    for n in (0..48u64).filter(|n| n % 3 == 1) {
+        assert_eq!(
+            store.get_object(&id(3000 + n)).await.unwrap(),
+            object(3000 + n)
+        );
+    }
+    // 1 winner + 16 other objects + 16 plain entries; losers left no entry.
+    assert_chain_ok(store, 33).await;
+    let all = store.list_audit(0, u32::MAX).await.unwrap();
+    assert_eq!(all.iter().filter(|e| e.event.target == "race").count(), 1);
+    assert_eq!(b.query_i64("SELECT COUNT(*) FROM objects").await, 17);
 }
 
 async fn ten_entries(store: &Store) {
