@@ -20,7 +20,8 @@
 //!   the head lock is held only for the audit insert and the commit.
 //!
 //! A caller that goes away (request cancelled) does not cancel its write, as with SQLite.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use daas_crypto::storage::StorageKeys;
 use deadpool_postgres::Pool;
@@ -34,6 +35,8 @@ use crate::{AuditEvent, StoreError};
 const MAX_BATCH: usize = 256;
 /// Writes waiting for the committer; beyond this, callers wait to enqueue (backpressure).
 const QUEUE: usize = 4096;
+/// Longest a batch may take, from taking a pooled connection to `COMMIT`.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A write that can share a transaction with others.
 pub(super) enum Write {
@@ -91,21 +94,49 @@ async fn committer(pool: Pool, keys: StorageKeys, mut queue: mpsc::Receiver<Job>
 
 async fn commit_and_answer(pool: &Pool, keys: &StorageKeys, jobs: Vec<Job>) {
     let writes: Vec<&Write> = jobs.iter().map(|j| &j.write).collect();
-    let outcome = commit(pool, keys, &writes).await;
-    if let Err(e) = &outcome {
-        tracing::warn!(error = %e, jobs = jobs.len(), "postgres batch failed");
+    let answers: Vec<Result<u64, StoreError>> = match commit_in_time(pool, keys, &writes).await {
+        Ok(results) => results,
+        // A database error that is not about reaching the database (a value it refuses, say)
+        // may be one write's fault: nothing of the batch was written, so run each write alone
+        // and let only the culprit fail. Unreachable means unreachable for all of them.
+        Err(e) if writes.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            tracing::warn!(error = %e, jobs = writes.len(), "postgres batch failed; retrying its writes one by one");
+            let mut answers = Vec::with_capacity(writes.len());
+            for write in &writes {
+                let alone = commit_in_time(pool, keys, std::slice::from_ref(write)).await;
+                answers.push(alone.and_then(|mut r| r.pop().unwrap_or_else(not_run)));
+            }
+            answers
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = writes.len(), "postgres batch failed");
+            writes.iter().map(|_| Err(e.for_each_job())).collect()
+        }
+    };
+    let mut answers = answers.into_iter();
+    for job in jobs {
+        // The caller may have gone away; the write stands regardless (as on SQLite: a cancelled
+        // request must not be able to drop its own audit entry).
+        let _ = job.reply.send(answers.next().unwrap_or_else(not_run));
     }
-    for (i, job) in jobs.into_iter().enumerate() {
-        let answer = match &outcome {
-            Ok(results) => results.get(i).map_or_else(
-                || Err(StoreError::Internal("storage write was not run".into())),
-                |r| r.as_ref().copied().map_err(StoreError::for_each_job),
-            ),
-            Err(e) => Err(e.for_each_job()),
-        };
-        // The caller may have gone away; the write stands regardless.
-        let _ = job.reply.send(answer);
-    }
+}
+
+fn not_run() -> Result<u64, StoreError> {
+    Err(StoreError::Internal("storage write was not run".into()))
+}
+
+/// [`commit`], failing closed after [`BATCH_TIMEOUT`] (a hung connection or a head lock held
+/// elsewhere would otherwise stall every write of this server behind it). If the limit strikes
+/// during `COMMIT` the outcome is unknown, as with any lost connection: the callers get
+/// `Unavailable`, never a success.
+async fn commit_in_time(
+    pool: &Pool,
+    keys: &StorageKeys,
+    writes: &[&Write],
+) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+    tokio::time::timeout(BATCH_TIMEOUT, commit(pool, keys, writes))
+        .await
+        .unwrap_or_else(|_| Err(unavailable("postgres batch timed out".into())))
 }
 
 /// Commit `writes` in one transaction: `Ok` holds each write's own outcome, in order (its seq,
@@ -117,15 +148,16 @@ async fn commit(
 ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
     let tx = client.transaction().await.db()?;
-    let mut distinct = HashSet::new();
-    let objects: Vec<&ObjectRow> = writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::Object(row, _) => Some(row),
-            Write::Audit(_) => None,
-        })
-        .filter(|row| distinct.insert(row.id.as_str()))
-        .collect();
+    // Distinct ids in id order: every batch takes its row locks in one global order, so two
+    // replicas' batches waiting on each other's uncommitted ids cannot deadlock (callers choose
+    // ids in client mode, so the order within a queue is theirs).
+    let mut objects = BTreeMap::new();
+    for write in writes {
+        if let Write::Object(row, _) = write {
+            objects.entry(row.id.as_str()).or_insert(row);
+        }
+    }
+    let objects: Vec<&ObjectRow> = objects.into_values().collect();
     let inserted = insert_objects(&tx, &objects).await?;
     let mut chain = lock_chain(&tx, keys).await?;
     let mut claimed = HashSet::new();
@@ -133,8 +165,9 @@ async fn commit(
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         let event = match write {
-            // Ours only if this batch inserted the row and no earlier write of the batch
-            // (with the same id) claimed it.
+            // Ours only if this batch inserted the row and no earlier write of the batch claimed
+            // it: of several writes of one id in a batch, only the first is inserted (the
+            // `or_insert` above) and acknowledged; the later ones conflict.
             Write::Object(row, event) => {
                 if !inserted.contains(row.id.as_str()) || !claimed.insert(row.id.as_str()) {
                     results.push(Err(StoreError::Conflict));
