@@ -32,8 +32,9 @@
 //! then, so it costs the tail and one fsync, and the next transaction restarts the WAL. Should
 //! the WAL still grow past `WAL_LIMIT_BYTES` (long-running readers) the writer truncates it. Write throughput is bounded by the single writer's CPU (roughly 25–30 µs per small
 //! write; sealing happens in the callers) plus one WAL fsync per batch: with many concurrent
-//! callers several thousand writes/s (`examples/sqlite_throughput`: ~7,300/s with 256 tasks on
-//! a small VM, ~12,000/s with `NORMAL`); a single sequential caller waits one fsync per write.
+//! callers tens of thousands of writes/s (`examples/write_throughput`: ~59,000/s with 256 tasks
+//! on the current 2-vCPU machine, ~7,300/s on an earlier, noisier one); a single sequential
+//! caller waits one fsync per write.
 //!
 //! `secure_delete` is on, so a deleted share's (sealed) bytes are overwritten in the database
 //! file; copies in the WAL are overwritten as the WAL is recycled after checkpoints.

@@ -1,9 +1,12 @@
-//! Rough throughput of concurrent durable `put_object` calls on the SQLite backend (group
-//! commit). Not a benchmark harness, just a one-shot measurement:
+//! Rough throughput of concurrent durable `put_object` calls (group commit on either backend).
+//! Not a benchmark harness, just a one-shot measurement:
 //!
 //! ```text
-//! cargo run --release -p daas-store --example sqlite_throughput -- [TASKS] [WRITES_PER_TASK]
+//! cargo run --release -p daas-store --example write_throughput -- [TASKS] [WRITES_PER_TASK] [STORE_URL]
 //! ```
+//!
+//! Without `STORE_URL` it writes to SQLite in a temporary directory; with one (for example
+//! `postgres://daas:daas@127.0.0.1/daas_tp`) it writes there, so give it an empty database.
 #![expect(
     clippy::print_stdout,
     reason = "an example program reporting its measurement"
@@ -42,7 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
-        let url = StoreUrl::Sqlite(dir.path().join("bench.db"));
+        let url = match args.next() {
+            Some(url) => url.parse::<StoreUrl>()?,
+            None => StoreUrl::Sqlite(dir.path().join("bench.db")),
+        };
         let store = Store::open(&url, StorageKeys::derive(&Key256::from_bytes([1; 32]))).await?;
         let event = AuditEvent {
             actor: "admin".into(),
