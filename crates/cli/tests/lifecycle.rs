@@ -67,6 +67,95 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     }
 }
 
+/// A request the server is in the middle of reading when SIGTERM arrives is still answered in
+/// full (a server that exits at once, or drops open requests, fails this), then the server exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_half_sent_when_sigterm_arrives_is_still_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, conn) = start(&data);
+    let port: u16 = conn.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(data.join("ca.pem")).unwrap();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let body = br#"{"plaintext": "aGVsbG8gZHVyaW5nIHNodXRkb3du"}"#;
+    let (first, rest) = body.split_at(10);
+    let head = format!(
+        "POST /v1/safe/encrypt HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        conn.token,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    stream.flush().await.unwrap();
+    // Let the server read the head (ordering only; nothing is asserted about time).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The server is shutting down now: it must still read the rest and answer.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stream.write_all(rest).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        json["share"]
+            .as_str()
+            .unwrap()
+            .starts_with("daas:share:v1:"),
+        "{json}"
+    );
+    assert!(
+        json["ciphertext"].as_str().unwrap().starts_with("daas:v1:"),
+        "{json}"
+    );
+    drop(stream);
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        exit.success(),
+        "graceful shutdown must exit 0, got {exit:?}"
+    );
+}
+
 #[test]
 fn audit_verify_fails_on_a_tampered_chain() {
     let dir = tempfile::tempdir().unwrap();

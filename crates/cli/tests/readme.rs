@@ -22,6 +22,52 @@ fn marked_block(name: &str) -> String {
     block[code_start..code_end].to_owned()
 }
 
+/// The README opens with the two set-up commands, in its first code block, and nothing else:
+/// command 1 is `daas server --dev` with no other flag (the defaults that
+/// `defaults.rs::server_dev_without_flags_uses_daas_data_and_port_8200` pins), command 2 is the
+/// test command, and `.ci/run` runs exactly that command.
+#[test]
+fn the_readme_opens_with_the_two_commands_and_ci_runs_the_second() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let first_section = readme.lines().find(|l| l.starts_with("## ")).unwrap();
+    assert_eq!(first_section, "## The two commands");
+    let block_start = readme.find("```").unwrap();
+    assert!(
+        readme[..block_start].contains("## The two commands"),
+        "the first code block must be the two commands"
+    );
+    let block = &readme[block_start..];
+    let block = &block[block.find('\n').unwrap() + 1..];
+    let block = &block[..block.find("```").unwrap()];
+    let commands: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -p daas-cli -- server --dev",
+            "./scripts/test.sh"
+        ]
+    );
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    let ci_commands: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        ci_commands,
+        [
+            "set -euo pipefail",
+            "cd \"$(dirname \"$0\")/..\"",
+            "exec ./scripts/test.sh"
+        ]
+    );
+}
+
 /// How long a tour may take before the test kills it: its `until` loops wait for background
 /// services, and a service that never comes up must fail the test, not hang it.
 const TOUR_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
