@@ -13,7 +13,8 @@ use crate::state::AppState;
 use crate::{apps, audit, identity, safe, secrets, sys, token_status, tokens};
 
 /// Every (method, path) the router serves, in OpenAPI path syntax. `tests/openapi.rs` checks the
-/// OpenAPI document against this table and that each entry is really served.
+/// OpenAPI document against this table and that each entry is really served; the unit test at
+/// the end of this file checks that `router` registers exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sys/health"),
     ("GET", "/v1/openapi.json"),
@@ -154,4 +155,66 @@ async fn access_log(request: Request, next: Next) -> Response {
         tracing::debug!(%method, route, status, micros, "request");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ROUTES` (which the OpenAPI test checks the document against) is exactly what `router`
+    /// registers: read from this file's source, so a route added to the router and forgotten
+    /// in the table (or the reverse) fails here.
+    #[test]
+    fn route_table_is_exactly_what_the_router_registers() {
+        let src = include_str!("router.rs");
+        let start = src.find("Router::new()").unwrap();
+        let end = src[start..].find(".fallback(").unwrap() + start;
+        let constants = [
+            ("tokens::JWKS_PATH", tokens::JWKS_PATH),
+            ("tokens::TOKEN_PATH", tokens::TOKEN_PATH),
+            ("tokens::REPLACE_PATH", tokens::REPLACE_PATH),
+            ("tokens::STATUS_PATH", tokens::STATUS_PATH),
+            ("tokens::STATUS_JWKS_PATH", tokens::STATUS_JWKS_PATH),
+            ("token_status::STAPLE_PATH", token_status::STAPLE_PATH),
+        ];
+        let mut registered = Vec::new();
+        for call in src[start..end].split(".route(").skip(1) {
+            let (path, handlers) = call.split_once(',').unwrap();
+            let path = path.trim();
+            let path = match path.strip_prefix('"') {
+                Some(literal) => literal.trim_end_matches('"').to_owned(),
+                None => constants
+                    .iter()
+                    .find(|(name, _)| *name == path)
+                    .unwrap_or_else(|| panic!("add {path} to this test's constants"))
+                    .1
+                    .to_owned(),
+            };
+            // OpenAPI has no wildcard segments.
+            let path = path.replace("{*", "{");
+            for (function, method) in [
+                ("get(", "GET"),
+                ("post(", "POST"),
+                ("put(", "PUT"),
+                ("delete(", "DELETE"),
+            ] {
+                let called = handlers.match_indices(function).any(|(i, _)| {
+                    !handlers[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                if called {
+                    registered.push((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        registered.sort();
+        let mut table: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        table.sort();
+        assert_eq!(registered, table);
+    }
 }
