@@ -32,18 +32,107 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         _ => match rejection {
-            // serde's message names fields and types, not values: safe and useful to return.
-            JsonRejection::JsonDataError(e) => ApiError::Malformed(strip_location(&e.body_text())),
+            JsonRejection::JsonDataError(e) => {
+                ApiError::Malformed(describe_data_error(&e.body_text()))
+            }
             _ => ApiError::Malformed("the body is not valid json".into()),
         },
     }
 }
 
-/// serde_json messages look like "Failed to deserialize the JSON body into the target type: missing field `share` at line 1 column 2".
-fn strip_location(text: &str) -> String {
-    let text = text.rsplit_once(": ").map_or(text, |(_, tail)| tail);
-    let text = text.split(" at line ").next().unwrap_or(text);
-    text.to_lowercase()
+/// What was wrong with a well-formed JSON body, in our words only. serde's messages quote what
+/// the caller sent (the value of a wrong type, the name of an unknown field: possibly a secret
+/// pasted into the wrong place), so they are never returned as they are: only the field path
+/// (our field names), the kind of mistake and what was expected (our schema) are kept.
+/// axum's text looks like "Failed to deserialize the JSON body into the target type:
+/// access: invalid type: string \"…\", expected a sequence at line 1 column 20".
+fn describe_data_error(text: &str) -> String {
+    let text = text
+        .split_once("target type: ")
+        .map_or(text, |(_, rest)| rest);
+    let text = text.rsplit_once(" at line ").map_or(text, |(head, _)| head);
+    // An unknown field's path is its name, which is the caller's: say only what was expected.
+    if text.starts_with("unknown field `") || text.contains(": unknown field `") {
+        return match text.rsplit_once(", expected ") {
+            Some((_, what)) => format!("unknown field, expected {}", plain_expectation(what)),
+            None => "unknown field".to_owned(),
+        };
+    }
+    // "path: message" when the error is inside a field; the path is kept only if it is made of
+    // identifiers and indexes (our fields).
+    let (path, message) = match text.split_once(": ") {
+        Some((path, message)) if is_field_path(path) => (Some(path), message),
+        _ => (None, text),
+    };
+    let quoted_ident = |m: &str, prefix: &str| {
+        m.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .filter(|name| is_field_path(name))
+            .map(str::to_owned)
+    };
+    let expected = || {
+        message
+            .rsplit_once(", expected ")
+            .map(|(_, what)| format!(", expected {}", plain_expectation(what)))
+            .unwrap_or_default()
+    };
+    let described = if let Some(field) = quoted_ident(message, "missing field `") {
+        format!("missing field `{field}`")
+    } else if let Some(field) = quoted_ident(message, "duplicate field `") {
+        format!("duplicate field `{field}`")
+    } else if message.starts_with("unknown variant") {
+        format!("unknown variant{}", expected())
+    } else if message.starts_with("invalid type") {
+        format!("invalid type{}", expected())
+    } else if message.starts_with("invalid value") {
+        format!("invalid value{}", expected())
+    } else if message.starts_with("invalid length") {
+        format!("invalid length{}", expected())
+    } else {
+        "the body does not have the expected shape".to_owned()
+    };
+    match path {
+        Some(path) => format!("{path}: {described}"),
+        None => described,
+    }
+}
+
+/// "`a`, `b_c`": backquoted lowercase identifiers separated by ", ".
+fn is_name_list(list: &str) -> bool {
+    list.split(", ").all(|item| {
+        item.strip_prefix('`')
+            .and_then(|i| i.strip_suffix('`'))
+            .is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+    })
+}
+
+/// `a`, `a.b`, `a[0].b`: lowercase identifiers and indexes, as our request fields are named.
+fn is_field_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 64
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b))
+}
+
+/// serde's expectation text comes from our schema, but names Rust types; say it in JSON terms.
+/// Anything unexpected is dropped rather than returned.
+fn plain_expectation(what: &str) -> String {
+    match what {
+        w if w.starts_with("struct ") || w == "a map" => "a json object".to_owned(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_owned(),
+        "a sequence" => "an array".to_owned(),
+        "a string" | "a boolean" | "a borrowed string" => what.replace("borrowed ", ""),
+        // "one of `a`, `b`" or "`a`": field or variant names of our schema, nothing else.
+        w if is_name_list(w.strip_prefix("one of ").unwrap_or(w)) => w.to_owned(),
+        _ => "another shape".to_owned(),
+    }
 }
 
 /// Strict base64url without padding, into a zeroizing buffer.
@@ -155,6 +244,81 @@ mod tests {
     use std::marker::PhantomData;
 
     use super::*;
+
+    /// What serde says about a body, through axum's wording, for a request type like ours.
+    fn axum_text(body: &str) -> String {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only deserialised, to get serde's errors")]
+        struct Req {
+            share: String,
+            suite: u8,
+            access: Option<Vec<String>>,
+            mode: Option<Mode>,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(rename_all = "lowercase")]
+        enum Mode {
+            Server,
+        }
+        let de = &mut serde_json::Deserializer::from_str(body);
+        let err = serde_path_to_error::deserialize::<_, Req>(de).unwrap_err();
+        format!("Failed to deserialize the JSON body into the target type: {err}")
+    }
+
+    #[test]
+    fn data_errors_keep_our_words_and_drop_the_callers() {
+        let canary = "Secret, expected `x` Canary";
+        let cases = [
+            (
+                format!(r#"{{"share": "s", "suite": "{canary}"}}"#),
+                "suite: invalid type, expected a non-negative integer",
+            ),
+            (
+                format!(r#"{{"share": "s", "suite": 1, "{canary}": 1}}"#),
+                "unknown field, expected one of `share`, `suite`, `access`, `mode`",
+            ),
+            (
+                format!(r#"{{"share": "s", "suite": 1, "access": "{canary}"}}"#),
+                "access: invalid type, expected an array",
+            ),
+            (
+                r#"{"share": "s", "suite": 1, "access": [1]}"#.to_owned(),
+                "access[0]: invalid type, expected a string",
+            ),
+            (
+                format!(r#"{{"share": "s", "suite": 1, "mode": "{canary}"}}"#),
+                "mode: unknown variant, expected `server`",
+            ),
+            (r#"{"suite": 1}"#.to_owned(), "missing field `share`"),
+            (
+                format!(r#"{{"share": "s", "share": "{canary}", "suite": 1}}"#),
+                "duplicate field `share`",
+            ),
+            (
+                format!(r#""{canary}""#),
+                "invalid type, expected a json object",
+            ),
+            (
+                format!(r#"["{canary}"]"#),
+                "invalid length, expected a json object",
+            ),
+            (
+                r#"{"share": "s", "suite": 300}"#.to_owned(),
+                "suite: invalid value, expected a non-negative integer",
+            ),
+        ];
+        for (body, want) in cases {
+            let text = axum_text(&body);
+            let got = describe_data_error(&text);
+            assert_eq!(got, want, "for {body} (serde said {text})");
+            let lower = got.to_lowercase();
+            assert!(
+                !lower.contains("secret") && !lower.contains("canary"),
+                "{got}"
+            );
+        }
+    }
 
     /// Bodies holding plaintext, values, shares or tokens must never be printable with `{:?}`
     /// (a stray `tracing::debug!(?req)` would log them).

@@ -463,7 +463,9 @@ async fn audit_unwritable_fails_closed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_audit_unavailable(status, &body, "secret get");
     let (status, body) = s
         .call(
             "POST",
@@ -484,6 +486,230 @@ async fn audit_unwritable_fails_closed() {
     db.execute_batch("DROP TRIGGER audit_broken;").unwrap();
     assert_eq!(s.decrypt(&t, &ct, &share).await.0, 200);
     assert_eq!(s.admin("GET", "/v1/audit/verify", None).await.1["ok"], true);
+    s.stop().await;
+}
+
+/// The exact body of a 503 caused by an unwritable audit log: the generic message only, none of
+/// the database's own words.
+fn assert_audit_unavailable(status: u16, body: &serde_json::Value, what: &str) {
+    assert_eq!(
+        (status, body),
+        (
+            503,
+            &json!({"error": {
+                "code": "unavailable",
+                "message": "the service is temporarily unavailable; nothing was changed"
+            }})
+        ),
+        "{what}"
+    );
+    let text = body.to_string().to_lowercase();
+    for internal in [
+        "audit disk full",
+        "sqlite",
+        "trigger",
+        "sql",
+        "audit_broken",
+    ] {
+        assert!(
+            !text.contains(internal),
+            "{what} leaks {internal:?}: {body}"
+        );
+    }
+}
+
+/// Every request that returns secret material (server-mode decrypt, a stored secret's value,
+/// a client-mode object's server share) fails with exactly `503 unavailable` when its audit
+/// entry cannot be written, and says nothing about why.
+#[tokio::test]
+async fn audit_unwritable_is_503_on_every_secret_returning_request() {
+    let s = TestServer::start().await;
+    let t = s.token.clone();
+    let (ct, share) = s.encrypt(&t, b"guarded", &[]).await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/secrets/k",
+            Some(&t),
+            Some(json!({"value": b64(b"stored value")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret_share = body["share"].as_str().unwrap().to_owned();
+    let (_, t1, deposit) = client_mode_object("admin", b"client mode");
+    let (status, body) = s
+        .admin("POST", "/v1/safe/objects", Some(deposit.clone()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["object_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        daas_crypto::share::Share::parse(&t1)
+            .unwrap()
+            .object_id
+            .to_hex(),
+        id
+    );
+    let share_path = format!("/v1/safe/objects/{id}/share");
+    // Each works while the audit log does.
+    let (status, body) = s.admin("GET", &share_path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["share"], deposit["share"]);
+    let get_secret = || {
+        let req = s
+            .client
+            .get(s.url("/v1/secrets/k"))
+            .bearer_auth(&t)
+            .header("daas-share", &secret_share);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(get_secret().await.0, 200);
+    let audited_before = s.audit_entries("safe.fetch_share").await.len();
+
+    let db = rusqlite::Connection::open(s.db_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute_batch("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;").unwrap();
+
+    let (status, body) = s.decrypt(&t, &ct, &share).await;
+    assert_audit_unavailable(status, &body, "server-mode decrypt");
+    let (status, body) = get_secret().await;
+    assert_audit_unavailable(status, &body, "secret get");
+    assert!(!body.to_string().contains(&b64(b"stored value")));
+    let (status, body) = s.admin("GET", &share_path, None).await;
+    assert_audit_unavailable(status, &body, "client-mode share fetch");
+    assert!(
+        !body
+            .to_string()
+            .contains(deposit["share"].as_str().unwrap()),
+        "no share in the error"
+    );
+
+    db.execute_batch("DROP TRIGGER audit_broken;").unwrap();
+    // Nothing was released unaudited, and everything works again.
+    assert_eq!(
+        s.audit_entries("safe.fetch_share").await.len(),
+        audited_before
+    );
+    let (status, body) = s.admin("GET", &share_path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_secret().await.0, 200);
+    assert_eq!(s.admin("GET", "/v1/audit/verify", None).await.1["ok"], true);
+    s.stop().await;
+}
+
+/// Stored secrets are audited under a keyed hash of their namespaced name
+/// (`HMAC(audit_value key, "{principal}|{name}")`, 16 bytes in lowercase hex), never the name.
+#[tokio::test]
+async fn secret_audit_targets_are_salted_hmacs_never_the_name() {
+    const NAME: &str = "payroll/zebra-quokka-31337";
+    let s = TestServer::start().await;
+    let alice = s.create_app("alice").await;
+    let bob = s.create_app("bob").await;
+    let path = format!("/v1/secrets/{NAME}");
+    let mut shares = Vec::new();
+    for token in [&alice, &bob] {
+        let (status, body) = s
+            .call("PUT", &path, Some(token), Some(json!({"value": b64(b"v")})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        shares.push(body["share"].as_str().unwrap().to_owned());
+    }
+    let get = |token: &str, share: &str| {
+        let req = s
+            .client
+            .get(s.url(&path))
+            .bearer_auth(token)
+            .header("daas-share", share);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(&alice, &shares[0]).await, 200);
+    // Same object, wrong key bytes: reaches the commitment check (audited as `invalid`).
+    let mut raw = unb64(shares[0].strip_prefix("daas:share:v1:").unwrap());
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    let forged = format!("daas:share:v1:{}", b64(&raw));
+    assert_eq!(get(&alice, &forged).await, 400);
+    assert_eq!(get(&bob, &shares[1]).await, 200);
+    let (status, _) = s.call("DELETE", &path, Some(&bob), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(get(&bob, &shares[1]).await, 404);
+
+    // The expected targets, from the dev server's storage key.
+    let master = std::fs::read(s.dir.path().join("data").join("storage.key")).unwrap();
+    let keys = daas_crypto::storage::StorageKeys::derive(
+        &daas_crypto::Key256::from_slice(&master).unwrap(),
+    );
+    let alice_target = keys.audit_value(format!("app:alice|{NAME}").as_bytes());
+    let bob_target = keys.audit_value(format!("app:bob|{NAME}").as_bytes());
+    for target in [&alice_target, &bob_target] {
+        assert_eq!(target.len(), 32);
+        assert!(
+            target
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+    }
+    assert_ne!(
+        alice_target, bob_target,
+        "the namespace is part of the hash"
+    );
+    // Keyed, not a bare hash of the name.
+    for unkeyed in [NAME.to_owned(), format!("app:alice|{NAME}")] {
+        let plain = hex::encode(daas_server::admin_token_sha256(&unkeyed));
+        assert!(!plain.starts_with(&alice_target));
+    }
+
+    let (status, audit) = s.admin("GET", "/v1/audit?limit=1000", None).await;
+    assert_eq!(status, 200);
+    let entries = audit["entries"].as_array().unwrap();
+    for entry in entries {
+        for (field, value) in entry.as_object().unwrap() {
+            let text = value.to_string();
+            for needle in [NAME, "zebra-quokka", "payroll"] {
+                assert!(
+                    !text.contains(needle),
+                    "audit {field} names the secret: {entry}"
+                );
+            }
+        }
+    }
+    let secret_rows: Vec<(String, String, String, String)> = entries
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("secret."))
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["target"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let row = |actor: &str, action: &str, target: &str, outcome: &str| {
+        (
+            actor.to_owned(),
+            action.to_owned(),
+            target.to_owned(),
+            outcome.to_owned(),
+        )
+    };
+    assert_eq!(
+        secret_rows,
+        vec![
+            row("app:alice", "secret.put", &alice_target, "ok"),
+            row("app:bob", "secret.put", &bob_target, "ok"),
+            row("app:alice", "secret.get", &alice_target, "ok"),
+            row("app:alice", "secret.get", &alice_target, "invalid"),
+            row("app:bob", "secret.get", &bob_target, "ok"),
+            row("app:bob", "secret.delete", &bob_target, "ok"),
+            row("app:bob", "secret.get", &bob_target, "not_found"),
+        ]
+    );
     s.stop().await;
 }
 
@@ -858,7 +1084,7 @@ async fn unknown_app_ids_are_negatively_cached() {
         .unwrap();
 
     // A fresh unknown id needs the database, which now fails: the lookup really is broken ...
-    let (status, _) = s
+    let (status, body) = s
         .call(
             "GET",
             "/v1/sys/whoami",
@@ -866,7 +1092,12 @@ async fn unknown_app_ids_are_negatively_cached() {
             None,
         )
         .await;
-    assert!(status >= 500, "the apps table is unreadable: {status}");
+    assert_error(status, &body, 500, "internal");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "internal", "message": "internal error"}}),
+        "the apps table is unreadable; no internal detail is returned"
+    );
     // ... yet the remembered id is answered from memory.
     for _ in 0..3 {
         let (status, body) = s.call("GET", "/v1/sys/whoami", Some(known), None).await;

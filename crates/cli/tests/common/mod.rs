@@ -21,6 +21,11 @@ pub struct DevServer {
 
 impl DevServer {
     pub fn start() -> Self {
+        Self::start_logging("warn")
+    }
+
+    /// Start with `DAAS_LOG=log` (e.g. `trace`, to look for leaks in the most verbose logs).
+    pub fn start_logging(log: &str) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -30,7 +35,7 @@ impl DevServer {
             .env_remove("DAAS_ADDR")
             .env_remove("DAAS_TOKEN")
             .env_remove("DAAS_CACERT")
-            .env("DAAS_LOG", "warn")
+            .env("DAAS_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -108,6 +113,12 @@ impl DevServer {
             cacert,
             stderr,
         }
+    }
+
+    /// The server's data directory (database, keys, CA).
+    #[allow(dead_code, reason = "used by some of the test binaries only")]
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
     }
 
     /// Run `daas ARGS` as the admin.
