@@ -136,7 +136,23 @@ pub async fn get(
         }
         Err(e) => return Err(e.into()),
     };
-    let (envelope, share) = parse_pair(&record.ciphertext, share)?;
+    // A share that is malformed or belongs to another object is a failed read of this secret
+    // all the same: audited like a wrong share.
+    let (envelope, share) = match parse_pair(&record.ciphertext, share) {
+        Ok(pair) => pair,
+        Err(e) => {
+            engine
+                .audit_failure(
+                    &caller.name,
+                    "secret.get",
+                    &target,
+                    "invalid",
+                    "share is malformed or belongs to another object",
+                )
+                .await;
+            return Err(e);
+        }
+    };
     let value = match open_with(&record.object, &envelope, &share) {
         Ok(v) => v,
         Err(e) => {

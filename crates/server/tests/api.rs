@@ -634,6 +634,9 @@ async fn secret_audit_targets_are_salted_hmacs_never_the_name() {
     raw[last] ^= 0x01;
     let forged = format!("daas:share:v1:{}", b64(&raw));
     assert_eq!(get(&alice, &forged).await, 400);
+    // A share of another object (bob's): refused before any key material is combined, and
+    // audited all the same.
+    assert_eq!(get(&alice, &shares[1]).await, 400);
     assert_eq!(get(&bob, &shares[1]).await, 200);
     let (status, _) = s.call("DELETE", &path, Some(&bob), None).await;
     assert_eq!(status, 204);
@@ -704,6 +707,7 @@ async fn secret_audit_targets_are_salted_hmacs_never_the_name() {
             row("app:alice", "secret.put", &alice_target, "ok"),
             row("app:bob", "secret.put", &bob_target, "ok"),
             row("app:alice", "secret.get", &alice_target, "ok"),
+            row("app:alice", "secret.get", &alice_target, "invalid"),
             row("app:alice", "secret.get", &alice_target, "invalid"),
             row("app:bob", "secret.get", &bob_target, "ok"),
             row("app:bob", "secret.delete", &bob_target, "ok"),
