@@ -9,6 +9,12 @@ use zeroize::Zeroizing;
 use crate::error::ApiError;
 
 /// `axum::Json` whose rejections become our JSON errors (400 / 413 / 415).
+///
+/// Request types must stay `deny_unknown_fields` structs of plain fields (strings, integers,
+/// booleans, options and vectors of those): no maps, `serde_json::Value`, `flatten`, untagged
+/// enums or custom deserializers. `describe_data_error` relies on that to keep the caller's
+/// bytes out of error messages (a map key would become a field path; `flatten` changes serde's
+/// wording of unknown fields).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -97,9 +103,9 @@ fn describe_data_error(text: &str) -> String {
     }
 }
 
-/// "`a`, `b_c`": backquoted lowercase identifiers separated by ", ".
+/// "`a`, `b_c`" or "`a` or `b`": backquoted lowercase identifiers separated by ", " or " or ".
 fn is_name_list(list: &str) -> bool {
-    list.split(", ").all(|item| {
+    list.split(", ").flat_map(|i| i.split(" or ")).all(|item| {
         item.strip_prefix('`')
             .and_then(|i| i.strip_suffix('`'))
             .is_some_and(|name| {
@@ -125,7 +131,10 @@ fn is_field_path(path: &str) -> bool {
 fn plain_expectation(what: &str) -> String {
     match what {
         w if w.starts_with("struct ") || w == "a map" => "a json object".to_owned(),
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".to_owned(),
+        "u8" => "an integer from 0 to 255".to_owned(),
+        "u16" => "an integer from 0 to 65535".to_owned(),
+        "u32" => "an integer from 0 to 4294967295".to_owned(),
+        "u64" | "usize" => "a non-negative integer".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_owned(),
         "a sequence" => "an array".to_owned(),
         "a string" | "a boolean" | "a borrowed string" => what.replace("borrowed ", ""),
@@ -261,9 +270,30 @@ mod tests {
         enum Mode {
             Server,
         }
+        axum_text_for::<Req>(body)
+    }
+
+    fn axum_text_for<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str) -> String {
         let de = &mut serde_json::Deserializer::from_str(body);
-        let err = serde_path_to_error::deserialize::<_, Req>(de).unwrap_err();
+        let err = serde_path_to_error::deserialize::<_, T>(de).unwrap_err();
         format!("Failed to deserialize the JSON body into the target type: {err}")
+    }
+
+    /// serde words the field list of a two-field struct as "`a` or `b`".
+    #[test]
+    fn two_field_bodies_list_their_fields() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only deserialised, to get serde's errors")]
+        struct Pair {
+            ciphertext: String,
+            share: String,
+        }
+        let text = axum_text_for::<Pair>(r#"{"ciphertext": "c", "share": "s", "Secret": 1}"#);
+        assert_eq!(
+            describe_data_error(&text),
+            "unknown field, expected `ciphertext` or `share`"
+        );
     }
 
     #[test]
@@ -272,7 +302,7 @@ mod tests {
         let cases = [
             (
                 format!(r#"{{"share": "s", "suite": "{canary}"}}"#),
-                "suite: invalid type, expected a non-negative integer",
+                "suite: invalid type, expected an integer from 0 to 255",
             ),
             (
                 format!(r#"{{"share": "s", "suite": 1, "{canary}": 1}}"#),
@@ -305,7 +335,7 @@ mod tests {
             ),
             (
                 r#"{"share": "s", "suite": 300}"#.to_owned(),
-                "suite: invalid value, expected a non-negative integer",
+                "suite: invalid value, expected an integer from 0 to 255",
             ),
         ];
         for (body, want) in cases {

@@ -96,11 +96,18 @@ pub(crate) fn seal_new(
 pub(crate) fn parse_pair(ciphertext: &str, share: &str) -> Result<(Envelope, Share), ApiError> {
     let (ciphertext, share) = (ciphertext.trim(), share.trim());
     let envelope = Envelope::parse(ciphertext).map_err(|e| envelope_error(e, ciphertext))?;
+    let share = parse_share_for(&envelope, share)?;
+    Ok((envelope, share))
+}
+
+/// The caller's client share of `envelope`'s object.
+pub(crate) fn parse_share_for(envelope: &Envelope, share: &str) -> Result<Share, ApiError> {
+    let share = share.trim();
     let share = Share::parse(share).map_err(|e| share_error(e, share))?;
     if share.index != ShareIndex::Client || share.object_id != envelope.object_id {
         return Err(ApiError::InvalidShare);
     }
-    Ok((envelope, share))
+    Ok(share)
 }
 
 /// Combine `t1` with the stored `t2`, check the key commitment, open. Every failure is the same

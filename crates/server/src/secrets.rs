@@ -8,13 +8,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use daas_crypto::envelope::Envelope;
 use daas_store::SecretRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, b64u, b64u_secret, now_ms, valid_secret_name};
-use crate::safe::{SECRET_AUDIENCE_PREFIX, open_with, parse_pair, seal_new};
+use crate::safe::{SECRET_AUDIENCE_PREFIX, open_with, parse_share_for, seal_new};
 use crate::state::{AppState, event};
 
 pub const SHARE_HEADER: &str = "daas-share";
@@ -136,10 +137,16 @@ pub async fn get(
         }
         Err(e) => return Err(e.into()),
     };
+    // The stored ciphertext is ours (and was sealed under the storage key): if it does not
+    // parse, that is our fault, not the caller's.
+    let envelope = Envelope::parse(record.ciphertext.trim()).map_err(|_| {
+        tracing::error!("a stored secret's ciphertext does not parse");
+        ApiError::Internal
+    })?;
     // A share that is malformed or belongs to another object is a failed read of this secret
     // all the same: audited like a wrong share.
-    let (envelope, share) = match parse_pair(&record.ciphertext, share) {
-        Ok(pair) => pair,
+    let share = match parse_share_for(&envelope, share) {
+        Ok(share) => share,
         Err(e) => {
             engine
                 .audit_failure(
