@@ -6,7 +6,7 @@
     clippy::panic,
     reason = "test helpers outside #[test] functions fail the test by panicking"
 )]
-#[allow(
+#[expect(
     dead_code,
     reason = "this test binary uses a subset of the shared helpers"
 )]
@@ -127,7 +127,9 @@ fn secret_bytes_appear_only_where_they_belong() {
     );
     assert_absent("the server's trace log", log.as_bytes(), &needles);
     assert_absent("the server's trace log", log.as_bytes(), &secret_name_leaks);
-    for entry in std::fs::read_dir(srv.data_dir()).unwrap_or_else(|e| panic!("{e}")) {
+    // DAAS_CACERT is the CA certificate in the server's data directory.
+    let data_dir = srv.cacert.parent().unwrap_or_else(|| panic!("no data dir"));
+    for entry in std::fs::read_dir(data_dir).unwrap_or_else(|e| panic!("{e}")) {
         let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,7 @@
     clippy::panic,
     reason = "test helpers outside #[test] functions fail the test by panicking"
 )]
-#[allow(
+#[expect(
     dead_code,
     reason = "this test binary uses a subset of the shared helpers"
 )]

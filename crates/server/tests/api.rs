@@ -423,72 +423,6 @@ async fn audit_chain_verifies_and_records_every_operation() {
     s.stop().await;
 }
 
-/// An audit log that cannot be written makes secret-returning requests fail with 503, and a
-/// write whose audit entry fails is not half-written.
-#[tokio::test]
-async fn audit_unwritable_fails_closed() {
-    let s = TestServer::start().await;
-    let t = s.token.clone();
-    let (ct, share) = s.encrypt(&t, b"guarded", &[]).await;
-    let (status, body) = s
-        .call(
-            "PUT",
-            "/v1/secrets/k",
-            Some(&t),
-            Some(json!({"value": b64(b"v")})),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let secret_share = body["share"].as_str().unwrap().to_owned();
-
-    // Make every audit insert fail, from outside the server, in the real database file.
-    let db = rusqlite::Connection::open(s.db_path()).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-    db.execute_batch("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;").unwrap();
-    let objects_before: i64 = db
-        .query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
-        .unwrap();
-
-    let (status, body) = s.decrypt(&t, &ct, &share).await;
-    assert_error(status, &body, 503, "unavailable");
-    assert!(
-        !body.to_string().contains("Z3VhcmRlZA"),
-        "no plaintext in the error"
-    );
-    let r = s
-        .client
-        .get(s.url("/v1/secrets/k"))
-        .bearer_auth(&t)
-        .header("daas-share", &secret_share)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_audit_unavailable(status, &body, "secret get");
-    let (status, body) = s
-        .call(
-            "POST",
-            "/v1/safe/encrypt",
-            Some(&t),
-            Some(json!({"plaintext": "aGk"})),
-        )
-        .await;
-    assert_error(status, &body, 503, "unavailable");
-    let objects_after: i64 = db
-        .query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(
-        objects_before, objects_after,
-        "an encrypt whose audit failed left an object behind"
-    );
-
-    db.execute_batch("DROP TRIGGER audit_broken;").unwrap();
-    assert_eq!(s.decrypt(&t, &ct, &share).await.0, 200);
-    assert_eq!(s.admin("GET", "/v1/audit/verify", None).await.1["ok"], true);
-    s.stop().await;
-}
-
 /// The exact body of a 503 caused by an unwritable audit log: the generic message only, none of
 /// the database's own words.
 fn assert_audit_unavailable(status: u16, body: &serde_json::Value, what: &str) {
@@ -520,9 +454,10 @@ fn assert_audit_unavailable(status: u16, body: &serde_json::Value, what: &str) {
 
 /// Every request that returns secret material (server-mode decrypt, a stored secret's value,
 /// a client-mode object's server share) fails with exactly `503 unavailable` when its audit
-/// entry cannot be written, and says nothing about why.
+/// entry cannot be written, and says nothing about why; an encrypt whose audit entry fails is
+/// not half-written.
 #[tokio::test]
-async fn audit_unwritable_is_503_on_every_secret_returning_request() {
+async fn audit_unwritable_fails_closed() {
     let s = TestServer::start().await;
     let t = s.token.clone();
     let (ct, share) = s.encrypt(&t, b"guarded", &[]).await;
@@ -574,9 +509,18 @@ async fn audit_unwritable_is_503_on_every_secret_returning_request() {
     let db = rusqlite::Connection::open(s.db_path()).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     db.execute_batch("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;").unwrap();
+    let count_objects = || -> i64 {
+        db.query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
+            .unwrap()
+    };
+    let objects_before = count_objects();
 
     let (status, body) = s.decrypt(&t, &ct, &share).await;
     assert_audit_unavailable(status, &body, "server-mode decrypt");
+    assert!(
+        !body.to_string().contains(&b64(b"guarded")),
+        "no plaintext in the error"
+    );
     let (status, body) = get_secret().await;
     assert_audit_unavailable(status, &body, "secret get");
     assert!(!body.to_string().contains(&b64(b"stored value")));
@@ -587,6 +531,20 @@ async fn audit_unwritable_is_503_on_every_secret_returning_request() {
             .to_string()
             .contains(deposit["share"].as_str().unwrap()),
         "no share in the error"
+    );
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/safe/encrypt",
+            Some(&t),
+            Some(json!({"plaintext": "aGk"})),
+        )
+        .await;
+    assert_audit_unavailable(status, &body, "encrypt");
+    assert_eq!(
+        objects_before,
+        count_objects(),
+        "an encrypt whose audit failed left an object behind"
     );
 
     db.execute_batch("DROP TRIGGER audit_broken;").unwrap();

@@ -115,12 +115,6 @@ impl DevServer {
         }
     }
 
-    /// The server's data directory (database, keys, CA).
-    #[allow(dead_code, reason = "used by some of the test binaries only")]
-    pub fn data_dir(&self) -> PathBuf {
-        self._dir.path().join("data")
-    }
-
     /// Run `daas ARGS` as the admin.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         self.run_as(&self.token, args, stdin)
